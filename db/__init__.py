@@ -1,0 +1,1 @@
+"""Metrivo's storage: models, engine and sessions, repositories, migrations."""

@@ -1,0 +1,74 @@
+"""Visit data: visitors, their sessions with acquisition, and identify links."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Base, JSONDocument, UTCDateTime, utcnow
+
+
+class Visitor(Base):
+    """A browser, by the visitor id the tracker keeps in first-party storage."""
+
+    __tablename__ = "visitors"
+
+    website_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("websites.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VisitSession(Base):
+    """One visit; its first event fixes how the visitor was acquired."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        # Attribution walks a visitor's sessions backwards from the payment.
+        Index("ix_sessions_website_visitor_started", "website_id", "visitor_id", "started_at"),
+        # Reports count sessions in a date range.
+        Index("ix_sessions_website_started", "website_id", "started_at"),
+    )
+
+    website_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("websites.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    visitor_id: Mapped[uuid.UUID]
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    pageviews: Mapped[int] = mapped_column(default=0)
+    events: Mapped[int] = mapped_column(default=0)
+    landing_url: Mapped[str | None] = mapped_column(Text)
+    landing_path: Mapped[str | None] = mapped_column(Text)
+    referrer: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(255))
+    medium: Mapped[str | None] = mapped_column(String(255))
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    term: Mapped[str | None] = mapped_column(String(255))
+    content: Mapped[str | None] = mapped_column(String(255))
+    click_id: Mapped[str | None] = mapped_column(String(255))
+    channel: Mapped[str | None] = mapped_column(String(64))
+
+
+class Identity(Base):
+    """A link between a visitor and an email or custom user id, stored only as a keyed hash."""
+
+    __tablename__ = "identities"
+    __table_args__ = (Index("ix_identities_website_visitor", "website_id", "visitor_id"),)
+
+    website_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("websites.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "email" | "user_id"
+    value_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    visitor_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

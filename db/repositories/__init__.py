@@ -1,0 +1,1 @@
+"""All of Metrivo's queries. A repository never commits: the unit of work does."""

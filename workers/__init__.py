@@ -1,0 +1,1 @@
+"""Metrivo's Celery side: the app, the enqueue helpers and the tasks."""

@@ -1,0 +1,5 @@
+"""Celery tasks. Importing this package registers them (as shared tasks)."""
+
+from workers.tasks import sweep
+
+__all__ = ["sweep"]
