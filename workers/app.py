@@ -22,18 +22,20 @@ VISIBILITY_TIMEOUT_SECONDS = 3600
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
     broker = settings.celery_broker_url
+    transport_options: dict[str, Any] = {}
     if broker.startswith(("redis://", "rediss://")):
         transport_options.update(
+            visibility_timeout=VISIBILITY_TIMEOUT_SECONDS,
             socket_timeout=5,
             socket_connect_timeout=3,
             retry_on_timeout=True,
             health_check_interval=30,
         )
-    elif broker.startswith("sqla+"):
-        # Let kombu's SQLAlchemy transport poll often enough to feel immediate.
-        transport_options["polling_interval"] = 0.2
+    elif broker.startswith("sqla+sqlite"):
+        # kombu's SQLAlchemy transport hands its options to create_engine: wait for
+        # the file lock (API, worker and beat share it) instead of failing.
+        transport_options["connect_args"] = {"timeout": 30}
     return {
         "broker_url": broker,
         "broker_transport_options": transport_options,
