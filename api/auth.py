@@ -100,4 +100,3 @@ async def authenticate(request: Request) -> Principal:
     if principal is None:
         raise unauthorized("Invalid or revoked API key.")
     return principal
-

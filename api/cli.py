@@ -176,7 +176,10 @@ def cmd_key_create(args: argparse.Namespace) -> int:
         if missing:
             raise CommandError(f"no such website: {', '.join(missing)}")
         key, secret = keys.create(
-            session, websites=[s for s in found if s is not None], scopes=args.scopes, name=args.name
+            session,
+            websites=[s for s in found if s is not None],
+            scopes=args.scopes,
+            name=args.name,
         )
         data = {**key_to_dict(key), "key": secret}
     _print(
@@ -250,8 +253,10 @@ def normalize_domain(value: str) -> str:
         host = host.split("://", 1)[1]
     host = host.split("/", 1)[0].split("?", 1)[0].split(":", 1)[0].rstrip(".")
     labels = host.split(".")
-    valid = bool(host) and len(host) <= 253 and all(
-        label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels
+    valid = (
+        bool(host)
+        and len(host) <= 253
+        and all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels)
     )
     if not valid:
         raise CommandError(f"not a domain name: {value!r} (give a host like shop.example.com)")

@@ -40,12 +40,45 @@ def run_dev(*, host: str, port: int) -> int:
     env = {**os.environ, "METRIVO_DATA_DIR": str(data_dir), "METRIVO_ENV": "development"}
     python = sys.executable
     commands = {
-        "api": [python, "-m", "uvicorn", "api.asgi:app", "--host", host, "--port", str(port),
-                "--no-access-log"],
-        "worker": [python, "-m", "celery", "-A", "workers.main", "worker", "--loglevel", "INFO",
-                   "--concurrency", "1", "-Q", "attribution,maintenance", "-n", "dev@%h"],
-        "beat": [python, "-m", "celery", "-A", "workers.main", "beat", "--loglevel", "INFO",
-                 "--schedule", str(data_dir / "celerybeat-schedule")],
+        "api": [
+            python,
+            "-m",
+            "uvicorn",
+            "api.asgi:app",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "workers.main",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "1",
+            "-Q",
+            "attribution,maintenance",
+            "-n",
+            "dev@%h",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "workers.main",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(data_dir / "celerybeat-schedule"),
+        ],
     }
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
@@ -54,9 +87,7 @@ def run_dev(*, host: str, port: int) -> int:
         nonlocal stopping
         stopping = True
 
-    previous = {
-        sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for name, command in commands.items():
             # A session of their own: Ctrl-C reaches only us, and we stop them in order.
@@ -81,8 +112,10 @@ def _demo_credentials(settings: Settings) -> tuple[dict[str, str], str]:
     """The demo website (made on first run) and a fresh dev key (older ones revoked)."""
     with unit_of_work(make_session_factory(make_engine(settings))) as session:
         existing = websites.list_all(session)
-        site = existing[0] if existing else websites.create(
-            session, name="Demo site", domains=list(DEMO_DOMAINS)
+        site = (
+            existing[0]
+            if existing
+            else websites.create(session, name="Demo site", domains=list(DEMO_DOMAINS))
         )
         for old in keys.list_all(session, include_revoked=False):
             if old.name == DEV_KEY_NAME:
@@ -110,15 +143,15 @@ def _banner(url: str, website: dict[str, str], secret: str, data_dir: Path) -> N
         f"""
 Metrivo is running at {url}   (Ctrl-C stops it; data in {data_dir})
 
-  website      {website['name']}  {website['id']}
-  public key   {website['public_key']}
+  website      {website["name"]}  {website["id"]}
+  public key   {website["public_key"]}
   secret key   {secret}
                (all scopes; a new one each run, the previous one is revoked)
 
 Try it:
   curl -s -X POST {url}/api/payments/manual \\
     -H "Content-Type: application/json" -H "Authorization: Bearer {secret}" \\
-    -d '{{"website_id": "{website['id']}", "amount": 49, "currency": "USD",
+    -d '{{"website_id": "{website["id"]}", "amount": 49, "currency": "USD",
          "provider_payment_id": "pay_demo_1"}}'
 """,
         flush=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -56,9 +57,7 @@ def not_found(message: str = "Not found.") -> ApiError:
 
 
 def service_unavailable(message: str, retry_after: int = 5) -> ApiError:
-    return ApiError(
-        503, "service_unavailable", message, headers={"Retry-After": str(retry_after)}
-    )
+    return ApiError(503, "service_unavailable", message, headers={"Retry-After": str(retry_after)})
 
 
 def error_response(
@@ -66,7 +65,7 @@ def error_response(
     code: str,
     message: str,
     details: Any = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:

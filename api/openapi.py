@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -19,7 +19,7 @@ from api.schemas import (
     PaymentResponse,
 )
 
-BEARER = [{"secretKey": []}]
+BEARER: list[dict[str, list[str]]] = [{"secretKey": []}]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -49,9 +49,18 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 @cache
 def build_document() -> dict[str, Any]:
-    models = [ManualPayment, PaymentResponse, PaymentDetailResponse, PaymentPage, ErrorResponse]
+    models: list[type[BaseModel]] = [
+        ManualPayment,
+        PaymentResponse,
+        PaymentDetailResponse,
+        PaymentPage,
+        ErrorResponse,
+    ]
+    modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (m, "validation" if m is ManualPayment else "serialization") for m in models
+    ]
     _, definitions = models_json_schema(
-        [(m, "validation" if m is ManualPayment else "serialization") for m in models],
+        modes,
         ref_template="#/components/schemas/{model}",
     )
     return {
@@ -99,16 +108,21 @@ def build_document() -> dict[str, Any]:
                     "summary": "A website's payments, newest first, by cursor",
                     "security": BEARER,
                     "parameters": [
-                        {**_query("website_id", "The website.", {"type": "string",
-                                                                "format": "uuid"}),
-                         "required": True},
+                        {
+                            **_query(
+                                "website_id", "The website.", {"type": "string", "format": "uuid"}
+                            ),
+                            "required": True,
+                        },
                         _query("status", "Payment status.", {"type": "string"}),
                         _query("attribution", "Confidence, or `failed`.", {"type": "string"}),
-                        _query("since", "Received at or after (ISO 8601).",
-                               {"type": "string", "format": "date-time"}),
+                        _query(
+                            "since",
+                            "Received at or after (ISO 8601).",
+                            {"type": "string", "format": "date-time"},
+                        ),
                         _query("limit", "1 to 500 (default 50).", {"type": "integer"}),
-                        _query("cursor", "`next_cursor` of the previous page.",
-                               {"type": "string"}),
+                        _query("cursor", "`next_cursor` of the previous page.", {"type": "string"}),
                     ],
                     "responses": {
                         "200": _json(PaymentPage, "A page of payments."),

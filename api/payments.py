@@ -168,7 +168,8 @@ async def list_payments(request: Request) -> Response:
     cursor = _parse(params.get("cursor"), _decode_cursor, "cursor", errors)
     if errors:
         raise ApiError(400, "invalid_request", "Invalid query parameters.", details=errors)
-    assert website_id is not None and limit is not None
+    assert website_id is not None
+    assert limit is not None
     principal.require(website_id, "payments:read", "payments:write")
     state = app_state(request)
 
@@ -251,7 +252,9 @@ def _encode_cursor(row: dict[str, Any]) -> str:
 
 def _decode_cursor(raw: str) -> PageCursor:
     try:
-        received_at, payment_id = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        received_at, payment_id = orjson.loads(
+            base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        )
         return PageCursor(datetime.fromisoformat(received_at), uuid.UUID(payment_id))
     except (binascii.Error, orjson.JSONDecodeError, TypeError) as exc:
         raise ValueError("bad cursor") from exc

@@ -34,5 +34,3 @@ class AppState:
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.metrivo
     return state
-
-

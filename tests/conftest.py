@@ -149,17 +149,27 @@ class Builders:
         self.sessions = sessions
 
     def website(
-        self, *, name: str = "Shop", domains: tuple[str, ...] = ("shop.example.com",),
-        lookback_days: int = 30, attribution_model: str = "last_non_direct",
+        self,
+        *,
+        name: str = "Shop",
+        domains: tuple[str, ...] = ("shop.example.com",),
+        lookback_days: int = 30,
+        attribution_model: str = "last_non_direct",
     ) -> Website:
         with unit_of_work(self.sessions) as session:
             return websites.create(
-                session, name=name, domains=domains, lookback_days=lookback_days,
+                session,
+                name=name,
+                domains=domains,
+                lookback_days=lookback_days,
                 attribution_model=attribution_model,
             )
 
     def key(
-        self, *, websites_: tuple[Website, ...] = (), scopes: tuple[str, ...] = SCOPES,
+        self,
+        *,
+        websites_: tuple[Website, ...] = (),
+        scopes: tuple[str, ...] = SCOPES,
         name: str = "test",
     ) -> str:
         with unit_of_work(self.sessions) as session:

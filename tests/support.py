@@ -3,6 +3,7 @@ connection (a database going away), and a reader of the attribution queue."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -54,10 +55,8 @@ class TcpProxy:
             pass
         finally:
             for sock in (source, target):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         """Refuse new connections and break the open ones."""

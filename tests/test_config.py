@@ -6,11 +6,16 @@ from pydantic import ValidationError
 from config import Environment, Settings, SettingsError, normalize_database_url, redact_url
 
 
-
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "METRIVO_SECRET", "METRIVO_ENV",
-                 "METRIVO_DATA_DIR"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "BROKER_URL",
+        "METRIVO_SECRET",
+        "METRIVO_ENV",
+        "METRIVO_DATA_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -64,8 +69,10 @@ def test_production_settings_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
 def test_summary_never_shows_secrets_or_passwords(tmp_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path, database_url="postgres://u:hunter2@h/db",
-        broker_url="redis://:hunter3@h:6379/0", secret=GOOD_SECRET,
+        data_dir=tmp_path,
+        database_url="postgres://u:hunter2@h/db",
+        broker_url="redis://:hunter3@h:6379/0",
+        secret=GOOD_SECRET,
     )
     text = repr(settings.safe_summary()) + repr(settings)
     assert "hunter2" not in text

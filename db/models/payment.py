@@ -70,9 +70,7 @@ class Payment(Base):
     paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
     visitor_id: Mapped[uuid.UUID | None]
     session_id: Mapped[uuid.UUID | None]
-    payment_metadata: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", JSONDocument, default=dict
-    )
+    payment_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

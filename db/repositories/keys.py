@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from db.base import utcnow
 from db.models import ApiKey, Website
 
-SECRET_KEY_PREFIX = "mk_live_"
+SECRET_KEY_PREFIX = "mk_live_"  # noqa: S105  (a prefix, not a secret)
 DISPLAY_PREFIX_LENGTH = len(SECRET_KEY_PREFIX) + 4
 # last_used_at is a hint for operators, not an audit log: write it at most this often.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

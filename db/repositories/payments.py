@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -85,7 +85,7 @@ VIEW_COLUMNS = (
 _VIEW_NAMES = tuple(c.key for c in VIEW_COLUMNS)
 
 
-def _view(row: Row[Any] | dict[str, Any]) -> dict[str, Any]:
+def _view(row: Row[*tuple[Any, ...]] | Mapping[str, Any]) -> dict[str, Any]:
     data = row._mapping if isinstance(row, Row) else row
     return {name: data[name] for name in _VIEW_NAMES}
 
@@ -108,13 +108,17 @@ def record_batch(session: Session, payments: Sequence[NewPayment]) -> list[Recor
     if rows:
         statement = _insert_ignoring_conflicts(session, rows)
         inserted = set(session.scalars(statement).all())
-    created_keys = {key for (key, _), row in zip(candidates, rows, strict=True)
-                    if row["id"] in inserted}
+    created_keys = {
+        key for (key, _), row in zip(candidates, rows, strict=True) if row["id"] in inserted
+    }
     if inserted:
         session.execute(
             insert(PaymentEvent),
-            [{"payment_id": row["id"], "status": row["status"], "recorded_at": now}
-             for row in rows if row["id"] in inserted],
+            [
+                {"payment_id": row["id"], "status": row["status"], "recorded_at": now}
+                for row in rows
+                if row["id"] in inserted
+            ],
         )
 
     current: dict[PaymentKey, dict[str, Any]] = {
@@ -166,8 +170,10 @@ def record_batch(session: Session, payments: Sequence[NewPayment]) -> list[Recor
             )
         session.execute(
             insert(PaymentEvent),
-            [{"payment_id": pid, "status": new, "previous_status": previous, "recorded_at": now}
-             for pid, previous, new in changes],
+            [
+                {"payment_id": pid, "status": new, "previous_status": previous, "recorded_at": now}
+                for pid, previous, new in changes
+            ],
         )
     return results
 
@@ -211,8 +217,9 @@ def _new_row(payment: NewPayment, now: datetime) -> dict[str, Any]:
 def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> Any:
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    values = [{("metadata" if k == "payment_metadata" else k): v for k, v in row.items()}
-              for row in rows]
+    values = [
+        {("metadata" if k == "payment_metadata" else k): v for k, v in row.items()} for row in rows
+    ]
     table = Payment.__table__
     return (
         module.insert(table)
@@ -224,7 +231,9 @@ def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> 
     )
 
 
-def _lock_existing(session: Session, keys: Sequence[PaymentKey]) -> Sequence[Row[Any]]:
+def _lock_existing(
+    session: Session, keys: Sequence[PaymentKey]
+) -> Sequence[Row[*tuple[Any, ...]]]:
     query = (
         select(*VIEW_COLUMNS)
         .where(tuple_(Payment.website_id, Payment.provider, Payment.provider_payment_id).in_(keys))
@@ -317,9 +326,7 @@ def backlog(session: Session, *, now: datetime | None = None) -> dict[str, Any]:
             Payment.attribution_status == "pending"
         )
     ).one()
-    failed = session.scalar(
-        select(func.count()).where(Payment.attribution_status == "failed")
-    )
+    failed = session.scalar(select(func.count()).where(Payment.attribution_status == "failed"))
     if isinstance(oldest, datetime) and oldest.tzinfo is None:  # SQLite aggregates lose the type
         oldest = oldest.replace(tzinfo=now.tzinfo)
     elif isinstance(oldest, str):

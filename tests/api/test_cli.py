@@ -39,20 +39,42 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
 
 def test_website_and_key_lifecycle(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "db", "upgrade")[0] == 0
-    site = run_json(capsys, "website", "create", "--name", "Shop", "--domain",
-                    "https://Shop.Example.com/", "--domain", "example.com")
+    site = run_json(
+        capsys,
+        "website",
+        "create",
+        "--name",
+        "Shop",
+        "--domain",
+        "https://Shop.Example.com/",
+        "--domain",
+        "example.com",
+    )
     assert isinstance(site, dict)
     assert site["domains"] == ["shop.example.com", "example.com"]
     assert site["public_key"].startswith("pk_")
-    assert site["lookback_days"] == 30 and site["attribution_model"] == "last_non_direct"
+    assert site["lookback_days"] == 30
+    assert site["attribution_model"] == "last_non_direct"
 
-    updated = run_json(capsys, "website", "update", site["id"], "--lookback-days", "7",
-                       "--model", "first_touch")
+    updated = run_json(
+        capsys, "website", "update", site["id"], "--lookback-days", "7", "--model", "first_touch"
+    )
     assert isinstance(updated, dict)
     assert (updated["lookback_days"], updated["attribution_model"]) == (7, "first_touch")
 
-    key = run_json(capsys, "key", "create", "--website", site["id"], "--scope",
-                   "payments:write", "--scope", "payments:read", "--name", "backend")
+    key = run_json(
+        capsys,
+        "key",
+        "create",
+        "--website",
+        site["id"],
+        "--scope",
+        "payments:write",
+        "--scope",
+        "payments:read",
+        "--name",
+        "backend",
+    )
     assert isinstance(key, dict)
     assert key["key"].startswith("mk_live_")
     assert key["scopes"] == ["payments:read", "payments:write"]
@@ -66,7 +88,8 @@ def test_website_and_key_lifecycle(cli_env: Path, capsys: pytest.CaptureFixture[
     assert key["key"] not in json.dumps(listed)
 
     revoked = run_json(capsys, "key", "revoke", key["id"])
-    assert isinstance(revoked, dict) and revoked["revoked_at"]
+    assert isinstance(revoked, dict)
+    assert revoked["revoked_at"]
     engine = make_engine(get_settings())
     with unit_of_work(make_session_factory(engine)) as session:
         assert keys.find_active(session, key["key"]) is None
@@ -81,24 +104,44 @@ def test_key_create_text_output_shows_the_secret_once(
     assert isinstance(site, dict)
     code, out, _ = run(capsys, "key", "create", "--website", site["id"], "--scope", "admin")
     assert code == 0
-    assert "mk_live_" in out and "shown once" in out
+    assert "mk_live_" in out
+    assert "shown once" in out
 
 
 def test_operator_errors_are_clear(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "db", "upgrade")
-    code, _, err = run(capsys, "key", "create", "--website",
-                       "00000000-0000-0000-0000-000000000000", "--scope", "admin")
-    assert code == 1 and "no such website" in err
+    code, _, err = run(
+        capsys,
+        "key",
+        "create",
+        "--website",
+        "00000000-0000-0000-0000-000000000000",
+        "--scope",
+        "admin",
+    )
+    assert code == 1
+    assert "no such website" in err
     code, _, err = run(capsys, "website", "create", "--name", "x", "--domain", "bad domain!")
-    assert code == 1 and "not a domain name" in err
-    code, _, err = run(capsys, "website", "create", "--name", "x", "--domain", "a.example",
-                       "--lookback-days", "0")
-    assert code == 1 and "lookback" in err
+    assert code == 1
+    assert "not a domain name" in err
+    code, _, err = run(
+        capsys, "website", "create", "--name", "x", "--domain", "a.example", "--lookback-days", "0"
+    )
+    assert code == 1
+    assert "lookback" in err
     with pytest.raises(SystemExit):
         main(["key", "create", "--website", "x", "--scope", "admin"])
     with pytest.raises(SystemExit):
-        main(["key", "create", "--website", "00000000-0000-0000-0000-000000000000",
-              "--scope", "everything"])
+        main(
+            [
+                "key",
+                "create",
+                "--website",
+                "00000000-0000-0000-0000-000000000000",
+                "--scope",
+                "everything",
+            ]
+        )
 
 
 def test_doctor(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,7 +153,11 @@ def test_doctor(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert isinstance(report, dict)
     assert report["ok"] is True
     assert {c["name"] for c in report["checks"]} == {
-        "config", "database", "migrations", "broker", "backlog"
+        "config",
+        "database",
+        "migrations",
+        "broker",
+        "backlog",
     }
 
 
@@ -127,8 +174,13 @@ def test_production_without_a_secret_refuses_to_run(
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("Example.COM", "example.com"), ("https://shop.example.com/path?q=1", "shop.example.com"),
-     ("localhost:8000", "localhost"), ("127.0.0.1", "127.0.0.1"), ("a-b.example.", "a-b.example")],
+    [
+        ("Example.COM", "example.com"),
+        ("https://shop.example.com/path?q=1", "shop.example.com"),
+        ("localhost:8000", "localhost"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("a-b.example.", "a-b.example"),
+    ],
 )
 def test_normalize_domain(given: str, expected: str) -> None:
     assert normalize_domain(given) == expected

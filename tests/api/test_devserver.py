@@ -21,12 +21,26 @@ pytestmark = pytest.mark.subprocess
 
 class DevStack:
     def __init__(self, cwd: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "METRIVO_SECRET",
-                            "METRIVO_ENV", "METRIVO_DATA_DIR"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "DATABASE_URL",
+                "REDIS_URL",
+                "BROKER_URL",
+                "METRIVO_SECRET",
+                "METRIVO_ENV",
+                "METRIVO_DATA_DIR",
+            }
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "dev", "--port", str(port)],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.url = f"http://127.0.0.1:{port}"
         self.output: list[str] = []
@@ -68,8 +82,12 @@ def test_dev_runs_the_stack_and_stops_every_child(tmp_path: Path) -> None:
         assert httpx.get(f"{stack.url}/readyz").status_code == 200
         response = httpx.post(
             f"{stack.url}/api/payments/manual",
-            json={"website_id": website_id, "amount": 49, "currency": "USD",
-                  "provider_payment_id": "pay_dev_1"},
+            json={
+                "website_id": website_id,
+                "amount": 49,
+                "currency": "USD",
+                "provider_payment_id": "pay_dev_1",
+            },
             headers={"Authorization": f"Bearer {secret}"},
         )
         assert response.status_code == 200, response.text
@@ -87,11 +105,17 @@ def test_dev_runs_the_stack_and_stops_every_child(tmp_path: Path) -> None:
         assert again.wait_for(r"website\s+Demo site\s+(\S+)").group(1) == website_id
         new_secret = again.wait_for(r"secret key\s+(mk_live_\S+)").group(1)
         assert new_secret != secret
-        old = httpx.get(f"{again.url}/api/payments", params={"website_id": website_id},
-                        headers={"Authorization": f"Bearer {secret}"})
+        old = httpx.get(
+            f"{again.url}/api/payments",
+            params={"website_id": website_id},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
         assert old.status_code == 401
-        listing = httpx.get(f"{again.url}/api/payments", params={"website_id": website_id},
-                            headers={"Authorization": f"Bearer {new_secret}"})
+        listing = httpx.get(
+            f"{again.url}/api/payments",
+            params={"website_id": website_id},
+            headers={"Authorization": f"Bearer {new_secret}"},
+        )
         assert [p["provider_payment_id"] for p in listing.json()["payments"]] == ["pay_dev_1"]
     finally:
         assert again.stop() == 0

@@ -15,11 +15,13 @@ def test_healthz(http: httpx.Client) -> None:
 
 
 def test_request_id_is_echoed_when_well_formed(http: httpx.Client) -> None:
-    assert http.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
-        "x-request-id"
-    ] == "abc-123"
+    assert (
+        http.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     odd = http.get("/healthz", headers={"X-Request-ID": "<script>"}).headers["x-request-id"]
-    assert odd != "<script>" and len(odd) == 32
+    assert odd != "<script>"
+    assert len(odd) == 32
 
 
 def test_readyz_checks_database_and_broker(http: httpx.Client) -> None:

@@ -28,17 +28,25 @@ DEAD_BROKER = "redis://127.0.0.1:9/0"
 
 
 def test_broker_down_still_stores_the_payment_and_the_sweeper_queues_it(
-    settings: Settings, sessions: sessionmaker[Session], celery_app: Celery,
-    site: Website, secret: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    celery_app: Celery,
+    site: Website,
+    secret: str,
 ) -> None:
     dead = create_celery(settings.model_copy(update={"broker_url": DEAD_BROKER}))
     with LiveServer(create_app(settings, celery=dead)) as live:
         started = time.monotonic()
         response = httpx.post(
             f"{live.url}/api/payments/manual",
-            json={"website_id": str(site.id), "amount": 10, "currency": "USD",
-                  "provider_payment_id": unique()},
-            headers=bearer(secret), timeout=30,
+            json={
+                "website_id": str(site.id),
+                "amount": 10,
+                "currency": "USD",
+                "provider_payment_id": unique(),
+            },
+            headers=bearer(secret),
+            timeout=30,
         )
         elapsed = time.monotonic() - started
         assert response.status_code == 200, response.text
@@ -59,13 +67,20 @@ def test_broker_down_still_stores_the_payment_and_the_sweeper_queues_it(
 
 
 def test_sweeper_leaves_recently_queued_payments_alone(
-    sessions: sessionmaker[Session], celery_app: Celery, http: httpx.Client,
-    site: Website, secret: str,
+    sessions: sessionmaker[Session],
+    celery_app: Celery,
+    http: httpx.Client,
+    site: Website,
+    secret: str,
 ) -> None:
     response = http.post(
         "/api/payments/manual",
-        json={"website_id": str(site.id), "amount": 10, "currency": "USD",
-              "provider_payment_id": unique()},
+        json={
+            "website_id": str(site.id),
+            "amount": 10,
+            "currency": "USD",
+            "provider_payment_id": unique(),
+        },
         headers=bearer(secret),
     )
     payment_id = uuid.UUID(response.json()["payment"]["id"])
@@ -80,15 +95,22 @@ def test_sweeper_leaves_recently_queued_payments_alone(
 
 def test_database_down_is_503_with_retry_after(tmp_path: Path, site: Website) -> None:
     settings = Settings(
-        data_dir=tmp_path, environment=Environment.DEVELOPMENT, secret=TEST_SECRET,
+        data_dir=tmp_path,
+        environment=Environment.DEVELOPMENT,
+        secret=TEST_SECRET,
         database_url="postgresql://nobody@127.0.0.1:9/none",
     )
     with LiveServer(create_app(settings)) as live:
         response = httpx.post(
             f"{live.url}/api/payments/manual",
-            json={"website_id": str(site.id), "amount": 10, "currency": "USD",
-                  "provider_payment_id": unique()},
-            headers=bearer("mk_live_" + "a" * 43), timeout=30,
+            json={
+                "website_id": str(site.id),
+                "amount": 10,
+                "currency": "USD",
+                "provider_payment_id": unique(),
+            },
+            headers=bearer("mk_live_" + "a" * 43),
+            timeout=30,
         )
     assert response.status_code == 503
     assert int(response.headers["retry-after"]) > 0
@@ -97,23 +119,40 @@ def test_database_down_is_503_with_retry_after(tmp_path: Path, site: Website) ->
 
 @pytest.mark.skipif(not os.environ.get("DATABASE_URL"), reason="needs a PostgreSQL server")
 def test_database_lost_mid_write_is_503_and_a_retry_stores_it_once(
-    settings: Settings, sessions: sessionmaker[Session], celery_app: Celery,
-    site: Website, secret: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    celery_app: Celery,
+    site: Website,
+    secret: str,
 ) -> None:
     url = make_url(settings.sqlalchemy_url)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     proxied = settings.model_copy(
-        update={"database_url": url.set(host="127.0.0.1", port=proxy.port)
-                .render_as_string(hide_password=False)}
+        update={
+            "database_url": url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+                hide_password=False
+            )
+        }
     )
-    body = {"website_id": str(site.id), "amount": 10, "currency": "USD",
-            "provider_payment_id": unique()}
+    body = {
+        "website_id": str(site.id),
+        "amount": 10,
+        "currency": "USD",
+        "provider_payment_id": unique(),
+    }
     try:
         with LiveServer(create_app(proxied, celery=celery_app)) as live:
             url_ = f"{live.url}/api/payments/manual"
             # Warm the key cache, then lose the database.
-            assert httpx.post(url_, json={**body, "provider_payment_id": unique()},
-                              headers=bearer(secret), timeout=30).status_code == 200
+            assert (
+                httpx.post(
+                    url_,
+                    json={**body, "provider_payment_id": unique()},
+                    headers=bearer(secret),
+                    timeout=30,
+                ).status_code
+                == 200
+            )
             proxy.cut()
             down = httpx.post(url_, json=body, headers=bearer(secret), timeout=30)
             assert down.status_code == 503, down.text

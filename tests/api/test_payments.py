@@ -86,8 +86,9 @@ def test_the_spec_example_gets_the_documented_response(
     assert row.attribution_status == "pending"
 
 
-def test_defaults(http: httpx.Client, site: Website, secret: str,
-                  sessions: sessionmaker[Session]) -> None:
+def test_defaults(
+    http: httpx.Client, site: Website, secret: str, sessions: sessionmaker[Session]
+) -> None:
     response = post(http, secret, payment_body(site, currency="eur"))
     assert response.status_code == 200, response.text
     payment = response.json()["payment"]
@@ -101,12 +102,22 @@ def test_defaults(http: httpx.Client, site: Website, secret: str,
 
 @pytest.mark.parametrize(
     ("sent", "stored_as", "echoed"),
-    [(4900, "4900", 4900), (49.99, "49.99", 49.99), (0.1, "0.1", 0.1),
-     (123456789012.345, "123456789012.345", 123456789012.345), (0, "0", 0)],
+    [
+        (4900, "4900", 4900),
+        (49.99, "49.99", 49.99),
+        (0.1, "0.1", 0.1),
+        (123456789012.345, "123456789012.345", 123456789012.345),
+        (0, "0", 0),
+    ],
 )
 def test_amounts_are_stored_exactly(
-    http: httpx.Client, site: Website, secret: str, sessions: sessionmaker[Session],
-    sent: float, stored_as: str, echoed: float,
+    http: httpx.Client,
+    site: Website,
+    secret: str,
+    sessions: sessionmaker[Session],
+    sent: float,
+    stored_as: str,
+    echoed: float,
 ) -> None:
     response = post(http, secret, payment_body(site, amount=sent))
     assert response.status_code == 200, response.text
@@ -164,8 +175,15 @@ def test_status_error_lists_the_accepted_values(
 ) -> None:
     response = post(http, secret, payment_body(site, status="settled"))
     message = response.json()["error"]["details"][0]["message"]
-    for status in ("paid", "pending", "failed", "refunded", "partially_refunded", "disputed",
-                   "canceled"):
+    for status in (
+        "paid",
+        "pending",
+        "failed",
+        "refunded",
+        "partially_refunded",
+        "disputed",
+        "canceled",
+    ):
         assert status in message
 
 
@@ -180,7 +198,8 @@ def test_every_invalid_field_is_reported_at_once(
 @pytest.mark.parametrize("content", [b"{bad json", b"", b"[1, 2]", b'"text"', b"null"])
 def test_invalid_json(http: httpx.Client, secret: str, content: bytes) -> None:
     response = http.post(
-        "/api/payments/manual", content=content,
+        "/api/payments/manual",
+        content=content,
         headers={**bearer(secret), "Content-Type": "application/json"},
     )
     assert response.status_code == 400
@@ -194,8 +213,12 @@ def test_unknown_fields_are_ignored(http: httpx.Client, site: Website, secret: s
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer mk_live_unknown"}],
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer mk_live_unknown"},
+    ],
 )
 def test_missing_or_unknown_key_is_401(
     http: httpx.Client, site: Website, headers: dict[str, str]
@@ -231,9 +254,7 @@ def test_key_without_payments_write_is_403(
     assert "payments:write" in response.json()["error"]["message"]
 
 
-def test_key_for_another_website_is_403(
-    http: httpx.Client, build: Builders, secret: str
-) -> None:
+def test_key_for_another_website_is_403(http: httpx.Client, build: Builders, secret: str) -> None:
     other = build.website(name="other")
     response = post(http, secret, payment_body(other))
     assert response.status_code == 403
@@ -241,16 +262,27 @@ def test_key_for_another_website_is_403(
 
 
 def test_unknown_website_is_403(http: httpx.Client, secret: str) -> None:
-    response = post(http, secret, {"website_id": str(uuid.uuid4()), "amount": 1,
-                                   "currency": "USD", "provider_payment_id": unique()})
+    response = post(
+        http,
+        secret,
+        {
+            "website_id": str(uuid.uuid4()),
+            "amount": 1,
+            "currency": "USD",
+            "provider_payment_id": unique(),
+        },
+    )
     assert response.status_code == 403
 
 
 def count_payments(sessions: sessionmaker[Session], site: Website) -> int:
     with unit_of_work(sessions) as session:
-        return session.scalar(
-            select(func.count()).select_from(Payment).where(Payment.website_id == site.id)
-        ) or 0
+        return (
+            session.scalar(
+                select(func.count()).select_from(Payment).where(Payment.website_id == site.id)
+            )
+            or 0
+        )
 
 
 def test_same_payment_again_is_a_duplicate(
@@ -303,10 +335,15 @@ def test_a_new_status_updates_the_payment_and_keeps_history(
     assert events == 2
 
 
-@pytest.mark.parametrize("change", [{"amount": 50}, {"currency": "EUR"},
-                                    {"amount": 50, "currency": "EUR", "status": "refunded"}])
+@pytest.mark.parametrize(
+    "change",
+    [{"amount": 50}, {"currency": "EUR"}, {"amount": 50, "currency": "EUR", "status": "refunded"}],
+)
 def test_different_amount_or_currency_is_409_and_changes_nothing(
-    http: httpx.Client, site: Website, secret: str, sessions: sessionmaker[Session],
+    http: httpx.Client,
+    site: Website,
+    secret: str,
+    sessions: sessionmaker[Session],
     change: dict[str, Any],
 ) -> None:
     body = payment_body(site, amount=49, currency="USD")

@@ -14,8 +14,13 @@ from tests.conftest import Builders, bearer, unique
 
 
 def create(http: httpx.Client, secret: str, site: Website, **fields: Any) -> dict[str, Any]:
-    body = {"website_id": str(site.id), "amount": 10, "currency": "USD",
-            "provider_payment_id": unique(), **fields}
+    body = {
+        "website_id": str(site.id),
+        "amount": 10,
+        "currency": "USD",
+        "provider_payment_id": unique(),
+        **fields,
+    }
     response = http.post("/api/payments/manual", json=body, headers=bearer(secret))
     assert response.status_code == 200, response.text
     payment: dict[str, Any] = response.json()["payment"]
@@ -31,8 +36,11 @@ def test_get_a_payment_with_its_evidence(http: httpx.Client, site: Website, secr
     assert payment["amount"] == 12.5
     assert payment["attribution_confidence"] == "pending"
     assert payment["evidence"] == {
-        "method": None, "model": None, "matched_session_id": None,
-        "matched_visitor_id": None, "attributed_at": None,
+        "method": None,
+        "model": None,
+        "matched_session_id": None,
+        "matched_visitor_id": None,
+        "attributed_at": None,
     }
     assert payment["history"][0]["status"] == "paid"
 
@@ -44,8 +52,7 @@ def test_read_needs_payments_read_or_write(
     created = create(http, secret, site)
     reader = build.key(websites_=(site,), scopes=scopes)
     assert http.get(f"/api/payments/{created['id']}", headers=bearer(reader)).status_code == 200
-    listing = http.get("/api/payments", params={"website_id": str(site.id)},
-                       headers=bearer(reader))
+    listing = http.get("/api/payments", params={"website_id": str(site.id)}, headers=bearer(reader))
     assert listing.status_code == 200
 
 
@@ -55,8 +62,9 @@ def test_read_without_the_scope_is_403(
     created = create(http, secret, site)
     reporter = build.key(websites_=(site,), scopes=("reports:read",))
     assert http.get(f"/api/payments/{created['id']}", headers=bearer(reporter)).status_code == 403
-    listing = http.get("/api/payments", params={"website_id": str(site.id)},
-                       headers=bearer(reporter))
+    listing = http.get(
+        "/api/payments", params={"website_id": str(site.id)}, headers=bearer(reporter)
+    )
     assert listing.status_code == 403
 
 
@@ -68,8 +76,9 @@ def test_another_websites_payment_is_not_visible(
     outsider = build.key(websites_=(other,), scopes=("payments:read",))
     response = http.get(f"/api/payments/{created['id']}", headers=bearer(outsider))
     assert response.status_code == 404
-    listing = http.get("/api/payments", params={"website_id": str(site.id)},
-                       headers=bearer(outsider))
+    listing = http.get(
+        "/api/payments", params={"website_id": str(site.id)}, headers=bearer(outsider)
+    )
     assert listing.status_code == 403
 
 
@@ -104,13 +113,22 @@ def test_list_pages_through_every_payment_newest_first(
 def test_list_filters(http: httpx.Client, site: Website, secret: str) -> None:
     kept = create(http, secret, site)
     refunded = create(http, secret, site)
-    http.post("/api/payments/manual", headers=bearer(secret), json={
-        "website_id": str(site.id), "amount": 10, "currency": "USD",
-        "provider_payment_id": refunded["provider_payment_id"], "status": "refunded"})
+    http.post(
+        "/api/payments/manual",
+        headers=bearer(secret),
+        json={
+            "website_id": str(site.id),
+            "amount": 10,
+            "currency": "USD",
+            "provider_payment_id": refunded["provider_payment_id"],
+            "status": "refunded",
+        },
+    )
 
     def ids(**params: str) -> set[str]:
-        response = http.get("/api/payments", params={"website_id": str(site.id), **params},
-                            headers=bearer(secret))
+        response = http.get(
+            "/api/payments", params={"website_id": str(site.id), **params}, headers=bearer(secret)
+        )
         assert response.status_code == 200, response.text
         return {p["id"] for p in response.json()["payments"]}
 
@@ -124,10 +142,16 @@ def test_list_filters(http: httpx.Client, site: Website, secret: str) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"website_id": None}, "website_id"), ({"website_id": "x"}, "website_id"),
-     ({"status": "nope"}, "status"), ({"attribution": "great"}, "attribution"),
-     ({"since": "yesterday"}, "since"), ({"limit": "0"}, "limit"), ({"limit": "many"}, "limit"),
-     ({"cursor": "!!"}, "cursor")],
+    [
+        ({"website_id": None}, "website_id"),
+        ({"website_id": "x"}, "website_id"),
+        ({"status": "nope"}, "status"),
+        ({"attribution": "great"}, "attribution"),
+        ({"since": "yesterday"}, "since"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"cursor": "!!"}, "cursor"),
+    ],
 )
 def test_list_rejects_bad_parameters(
     http: httpx.Client, site: Website, secret: str, params: dict[str, str | None], field: str
@@ -148,7 +172,10 @@ def test_openapi_describes_the_payment_endpoints(http: httpx.Client) -> None:
     assert set(post["responses"]) >= {"200", "400", "401", "403", "409", "413", "503"}
     schemas = document["components"]["schemas"]
     assert set(schemas["ManualPayment"]["required"]) == {
-        "website_id", "amount", "currency", "provider_payment_id"
+        "website_id",
+        "amount",
+        "currency",
+        "provider_payment_id",
     }
     assert "attribution_confidence" in schemas["PaymentView"]["properties"]
     assert "/api/payments/{payment_id}" in document["paths"]

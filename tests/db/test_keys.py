@@ -59,7 +59,8 @@ def test_mark_used_is_throttled(build: Builders, sessions: sessionmaker[Session]
     secret = build.key(websites_=(site,))
     with unit_of_work(sessions) as session:
         key = keys.find_active(session, secret)
-        assert key is not None and key.last_used_at is None
+        assert key is not None
+        assert key.last_used_at is None
         keys.mark_used(session, key.id)
     with unit_of_work(sessions) as session:
         first = session.scalar(select(ApiKey.last_used_at).where(ApiKey.id == key.id))

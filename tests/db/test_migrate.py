@@ -20,8 +20,12 @@ def scratch_engine(tmp_path: Path) -> Iterator[Engine]:
     name = f"metrivo_migrate_{os.getpid()}"
     url = create_postgres_database(base_url, name) if base_url else None
     engine = make_engine(
-        Settings(data_dir=tmp_path, database_url=url, secret=TEST_SECRET,
-                 environment=Environment.DEVELOPMENT)
+        Settings(
+            data_dir=tmp_path,
+            database_url=url,
+            secret=TEST_SECRET,
+            environment=Environment.DEVELOPMENT,
+        )
     )
     yield engine
     engine.dispose()
