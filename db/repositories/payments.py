@@ -231,9 +231,7 @@ def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> 
     )
 
 
-def _lock_existing(
-    session: Session, keys: Sequence[PaymentKey]
-) -> Sequence[Row[*tuple[Any, ...]]]:
+def _lock_existing(session: Session, keys: Sequence[PaymentKey]) -> Sequence[Row[*tuple[Any, ...]]]:
     query = (
         select(*VIEW_COLUMNS)
         .where(tuple_(Payment.website_id, Payment.provider, Payment.provider_payment_id).in_(keys))
