@@ -1,0 +1,1 @@
+"""Pure attribution rules: channel classification, session rules, the resolver. No I/O."""
