@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from api import health, openapi, payments
+from api import admin, health, identify, metrics, openapi, payments, sites, track, tracker
 from api.auth import KeyCache
 from api.batching import GroupCommitter
 from api.errors import (
@@ -26,6 +26,7 @@ from api.errors import (
 )
 from api.logs import configure_logging
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.sites import SiteCache
 from api.state import AppState
 from config import Settings, get_settings
 from db.session import make_engine, make_session_factory
@@ -39,6 +40,13 @@ ROUTES = [
     Route("/api/payments/manual", payments.create_manual_payment, methods=["POST"]),
     Route("/api/payments", payments.list_payments, methods=["GET"]),
     Route("/api/payments/{payment_id}", payments.get_payment, methods=["GET"]),
+    Route("/api/track", track.track, methods=["POST"]),
+    Route("/api/track", sites.preflight, methods=["OPTIONS"]),
+    Route("/api/identify", identify.identify, methods=["POST"]),
+    Route("/api/identify", sites.preflight, methods=["OPTIONS"]),
+    Route("/js/metrivo.js", tracker.tracker_js, methods=["GET", "HEAD"]),
+    Route("/api/admin/replay", admin.replay_payments, methods=["POST"]),
+    Route("/metrics", metrics.metrics, methods=["GET"]),
 ]
 
 
@@ -55,6 +63,8 @@ def create_app(
     sessions = make_session_factory(engine)
     publisher = Publisher(celery)
     background_publisher = BackgroundPublisher(publisher)
+    # SQLite has one writer; PostgreSQL overlaps a commit with the next batch.
+    writers = 1 if engine.dialect.name == "sqlite" else 2
     state = AppState(
         settings=settings,
         engine=engine,
@@ -67,9 +77,16 @@ def create_app(
             partial(payments.record_payments, sessions, background_publisher),
             max_size=settings.batch_max_size,
             window_seconds=settings.batch_window_ms / 1000,
-            # SQLite has one writer; PostgreSQL overlaps a commit with the next batch.
-            concurrency=1 if engine.dialect.name == "sqlite" else 2,
+            concurrency=writers,
             name="payments",
+        ),
+        site_cache=SiteCache(sessions),
+        visit_committer=GroupCommitter(
+            partial(track.record_visits, sessions, background_publisher),
+            max_size=settings.batch_max_size,
+            window_seconds=settings.batch_window_ms / 1000,
+            concurrency=writers,
+            name="visits",
         ),
     )
 
@@ -77,6 +94,7 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         await state.payment_committer.close()
+        await state.visit_committer.close()
         state.background_publisher.close()
         engine.dispose()
 

@@ -6,16 +6,24 @@ import argparse
 import json
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, SettingsError, get_settings
 from db import migrate
 from db.models import ATTRIBUTION_MODELS, SCOPES, ApiKey
 from db.repositories import keys, websites
+from db.repositories.payments import REPLAY_STATUSES
 from db.session import make_engine, make_session_factory, unit_of_work
+from workers.app import create_celery
+from workers.enqueue import Publisher
+from workers.replay import ReplayFilter, replay
 
 
 class CommandError(Exception):
@@ -90,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(handler=cmd_doctor)
 
+    replay = commands.add_parser("replay", help="queue attribution again (after a fix)")
+    replay.add_argument("--status", choices=REPLAY_STATUSES, default="failed")
+    replay.add_argument("--website", type=_uuid_arg)
+    replay.add_argument("--since", type=_datetime_arg, help="paid at or after (ISO 8601)")
+    replay.add_argument("--until", type=_datetime_arg, help="paid at or before (ISO 8601)")
+    replay.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(handler=cmd_replay)
+
     dev = commands.add_parser("dev", help="run the embedded stack: API, worker and beat")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
@@ -104,8 +121,22 @@ def _uuid_arg(value: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
 
 
-def _sessions(settings: Settings) -> Any:
-    return make_session_factory(make_engine(settings))
+def _datetime_arg(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@contextmanager
+def _database(settings: Settings | None = None) -> Iterator[sessionmaker[Session]]:
+    """A session factory on a fresh engine, disposed (connections closed) afterwards."""
+    engine = make_engine(settings or get_settings())
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
 
 
 def _print(data: Any, as_json: bool, text: str) -> None:
@@ -115,15 +146,18 @@ def _print(data: Any, as_json: bool, text: str) -> None:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = get_settings()
     engine = make_engine(settings)
-    migrate.upgrade(engine)
-    print(f"database at revision {migrate.current_revision(engine)}")
+    try:
+        migrate.upgrade(engine)
+        print(f"database at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
     return 0
 
 
 def cmd_website_create(args: argparse.Namespace) -> int:
     domains = [normalize_domain(d) for d in args.domains]
     _check_lookback(args.lookback_days)
-    with unit_of_work(_sessions(get_settings())) as session:
+    with _database() as sessions, unit_of_work(sessions) as session:
         site = websites.create(
             session,
             name=args.name,
@@ -140,7 +174,7 @@ def cmd_website_update(args: argparse.Namespace) -> int:
     if args.lookback_days is not None:
         _check_lookback(args.lookback_days)
     domains = [normalize_domain(d) for d in args.domains] if args.domains else None
-    with unit_of_work(_sessions(get_settings())) as session:
+    with _database() as sessions, unit_of_work(sessions) as session:
         site = websites.get(session, args.website_id)
         if site is None:
             raise CommandError(f"no website {args.website_id}")
@@ -158,7 +192,7 @@ def cmd_website_update(args: argparse.Namespace) -> int:
 
 
 def cmd_website_list(args: argparse.Namespace) -> int:
-    with unit_of_work(_sessions(get_settings())) as session:
+    with _database() as sessions, unit_of_work(sessions) as session:
         rows = [site.to_dict() for site in websites.list_all(session)]
     lines = [
         f"{r['id']}  {r['name']}  {','.join(r['domains'])}  {r['public_key']}  "
@@ -170,7 +204,7 @@ def cmd_website_list(args: argparse.Namespace) -> int:
 
 
 def cmd_key_create(args: argparse.Namespace) -> int:
-    with unit_of_work(_sessions(get_settings())) as session:
+    with _database() as sessions, unit_of_work(sessions) as session:
         found = [websites.get(session, website_id) for website_id in args.websites]
         missing = [str(w) for w, site in zip(args.websites, found, strict=True) if site is None]
         if missing:
@@ -192,7 +226,7 @@ def cmd_key_create(args: argparse.Namespace) -> int:
 
 
 def cmd_key_list(args: argparse.Namespace) -> int:
-    with unit_of_work(_sessions(get_settings())) as session:
+    with _database() as sessions, unit_of_work(sessions) as session:
         rows = [key_to_dict(key) for key in keys.list_all(session)]
     lines = [
         f"{r['id']}  {r['prefix']}…  {','.join(r['scopes'])}  "
@@ -204,7 +238,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
-    with unit_of_work(_sessions(get_settings())) as session:
+    with _database() as sessions, unit_of_work(sessions) as session:
         key = keys.get(session, args.key_id)
         if key is None:
             raise CommandError(f"no key {args.key_id}")
@@ -225,6 +259,50 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             mark = "ok " if check["ok"] else "FAIL"
             print(f"[{mark}] {check['name']}: {check['detail']}")
     return 0 if report["ok"] else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    selection = ReplayFilter(
+        status=args.status, website_id=args.website, since=args.since, until=args.until
+    )
+    show_progress = sys.stderr.isatty() and not args.json
+
+    def progress(count: int) -> None:
+        if show_progress:
+            print(
+                f"\r  {count} payment(s) {'counted' if args.dry_run else 'queued'}…",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    publisher = None if args.dry_run else Publisher(create_celery(settings))
+    with _database(settings) as sessions:
+        result = replay(sessions, publisher, selection, dry_run=args.dry_run, progress=progress)
+    if show_progress and result.matched:
+        print(file=sys.stderr)
+    data = {
+        "dry_run": args.dry_run,
+        **asdict(result),
+        "filter": {
+            "status": args.status,
+            "website": args.website,
+            "since": args.since,
+            "until": args.until,
+        },
+    }
+    if args.dry_run:
+        text = f"{result.matched} payment(s) would be queued for attribution (dry run)"
+    else:
+        text = f"{result.matched} payment(s) queued for attribution"
+        if result.unpublished:
+            text += (
+                f"; {result.unpublished} could not be sent to the broker now and will be"
+                " sent by the pending sweeper"
+            )
+    _print(data, args.json, text)
+    return 0
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

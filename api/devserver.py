@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy import Engine
+
 from config import Environment, Settings
 from db import migrate
 from db.models import SCOPES
@@ -34,8 +36,10 @@ def run_dev(*, host: str, port: int) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings)
     migrate.upgrade(engine)
-    website, secret = _demo_credentials(settings)
-    engine.dispose()
+    try:
+        website, secret = _demo_credentials(engine)
+    finally:
+        engine.dispose()
 
     env = {**os.environ, "METRIVO_DATA_DIR": str(data_dir), "METRIVO_ENV": "development"}
     python = sys.executable
@@ -108,9 +112,9 @@ def run_dev(*, host: str, port: int) -> int:
     return 0 if stopping else 1
 
 
-def _demo_credentials(settings: Settings) -> tuple[dict[str, str], str]:
+def _demo_credentials(engine: Engine) -> tuple[dict[str, str], str]:
     """The demo website (made on first run) and a fresh dev key (older ones revoked)."""
-    with unit_of_work(make_session_factory(make_engine(settings))) as session:
+    with unit_of_work(make_session_factory(engine)) as session:
         existing = websites.list_all(session)
         site = (
             existing[0]

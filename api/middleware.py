@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from api.metrics import observe
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 access_logger = logging.getLogger("metrivo.access")
@@ -61,6 +62,8 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            observe(scope["path"], scope["method"], status, elapsed)
             if access_logger.isEnabledFor(logging.INFO):
                 # The path only: query strings may carry emails or tokens.
                 access_logger.info(
@@ -68,7 +71,7 @@ class RequestIdMiddleware:
                     scope["method"],
                     scope["path"],
                     status,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                 )
             request_id_var.reset(token)
 

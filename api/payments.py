@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import logging
 import uuid
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from api.errors import DATABASE_DOWN, ApiError, not_found, service_unavailable
 from api.responses import JSONResponse
 from api.schemas import ManualPayment, validation_details
 from api.state import AppState, app_state
+from attribution.identity import email_hash
 from db.base import utcnow
 from db.models import ATTRIBUTION_CONFIDENCES, PAYMENT_STATUSES
 from db.repositories import payments
@@ -34,11 +33,6 @@ from workers.enqueue import BackgroundPublisher
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500
-
-
-def email_hash(key: bytes, email: str) -> str:
-    """The keyed hash under which an email is stored (trimmed, lowercased first)."""
-    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 
 def record_payments(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -20,6 +20,8 @@ from pydantic import (
 from api.currencies import ISO_4217
 from db.models import PAYMENT_STATUSES
 
+EARLIEST_PAID_AT = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_CLOCK_AHEAD = timedelta(days=1)  # providers' clocks may run ahead of ours
 # A JSON number is parsed as a double; up to 15 significant digits it is exact.
 MAX_AMOUNT_DIGITS = 15
 
@@ -88,7 +90,10 @@ class ManualPayment(BaseModel):
     def _paid_at_utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if not EARLIEST_PAID_AT <= value <= datetime.now(UTC) + MAX_CLOCK_AHEAD:
+            raise ValueError("paid_at must be after 2000-01-01 and not in the future")
+        return value
 
 
 class PaymentView(BaseModel):
@@ -174,3 +179,51 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
             message = message.removeprefix("Value error, ")
         details.append({"field": field, "message": message})
     return details
+
+
+def _http_url(value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+class TrackEvent(BaseModel):
+    """POST /api/track: one page view or custom event from the tracker."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    public_key: str = Field(alias="publicKey", min_length=1, max_length=64)
+    visitor_id: uuid.UUID = Field(alias="visitorId")
+    session_id: uuid.UUID = Field(alias="sessionId")
+    type: Literal["pageview", "event"] = "pageview"
+    url: str = Field(min_length=1, max_length=4096)
+    referrer: str | None = Field(default=None, max_length=4096)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    properties: dict[str, Any] | None = None
+
+    _url_is_http = field_validator("url")(_http_url)
+
+    @field_validator("referrer")
+    @classmethod
+    def _empty_referrer(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class Identify(BaseModel):
+    """POST /api/identify: link a visitor to an email or your own user id."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True)
+
+    public_key: str | None = Field(default=None, alias="publicKey", max_length=64)
+    website_id: uuid.UUID | None = Field(
+        default=None, alias="websiteId", description="With a secret key: the website."
+    )
+    visitor_id: uuid.UUID = Field(alias="visitorId")
+    email: EmailStr | None = None
+    user_id: str | None = Field(default=None, alias="userId", min_length=1, max_length=255)
+    properties: dict[str, Any] | None = None
+
+
+class Accepted(BaseModel):
+    success: Literal[True]
+    ignored: str | None = Field(default=None, description="Why nothing was recorded, if so.")

@@ -16,6 +16,8 @@ from workers.enqueue import BackgroundPublisher, Publisher
 if TYPE_CHECKING:
     from api.auth import KeyCache
     from api.batching import GroupCommitter
+    from api.sites import SiteCache
+    from api.track import Visit
     from db.repositories.payments import NewPayment, RecordResult
 
 
@@ -29,6 +31,8 @@ class AppState:
     background_publisher: BackgroundPublisher
     key_cache: KeyCache
     payment_committer: GroupCommitter[NewPayment, RecordResult]
+    site_cache: SiteCache
+    visit_committer: GroupCommitter[Visit, None]
 
 
 def app_state(request: Request) -> AppState:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, tuple_, update
+from sqlalchemy import Row, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -334,3 +334,141 @@ def backlog(session: Session, *, now: datetime | None = None) -> dict[str, Any]:
         "failed": failed or 0,
         "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else None,
     }
+
+
+def weak_payments_for_email(
+    session: Session, website_id: uuid.UUID, email_hash: str
+) -> list[uuid.UUID]:
+    """Attributed payments with this email whose confidence an identify could raise."""
+    return list(
+        session.scalars(
+            select(Payment.id).where(
+                Payment.website_id == website_id,
+                Payment.customer_email_hash == email_hash,
+                Payment.attribution_status != "pending",
+                Payment.attribution_confidence.in_(("unknown", "low")),
+            )
+        )
+    )
+
+
+def payments_awaiting_journey(
+    session: Session,
+    website_id: uuid.UUID,
+    *,
+    session_ids: Sequence[uuid.UUID],
+    visitor_ids: Sequence[uuid.UUID],
+) -> list[uuid.UUID]:
+    """Payments naming a session or visitor that just became known, attributed without it."""
+    conditions = []
+    if session_ids:
+        conditions.append(Payment.session_id.in_(session_ids))
+    if visitor_ids:
+        conditions.append(Payment.visitor_id.in_(visitor_ids))
+    if not conditions:
+        return []
+    return list(
+        session.scalars(
+            select(Payment.id).where(
+                Payment.website_id == website_id,
+                or_(*conditions),
+                Payment.attribution_status != "pending",
+                Payment.attribution_confidence.in_(("unknown", "low", "medium")),
+            )
+        )
+    )
+
+
+def mark_for_reattribution(
+    session: Session, payment_ids: Sequence[uuid.UUID], *, now: datetime | None = None
+) -> None:
+    """Put attributed or failed payments back in the queue (their result stays until replaced)."""
+    if payment_ids:
+        session.execute(
+            update(Payment)
+            .where(Payment.id.in_(payment_ids))
+            .values(attribution_status="pending", enqueued_at=now or utcnow())
+        )
+
+
+REPLAY_STATUSES = ("failed", "pending", "unknown", "all")
+
+
+def replay_candidates(
+    session: Session,
+    *,
+    status: str,
+    website_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: uuid.UUID | None = None,
+    limit: int = 1000,
+) -> list[uuid.UUID]:
+    """Ids of payments to attribute again, in id order from `after` (keyset pages).
+
+    `status`: failed, pending, unknown (attributed with confidence unknown) or all.
+    `since`/`until` bound `paid_at` (inclusive).
+    """
+    query = select(Payment.id).order_by(Payment.id).limit(limit)
+    if status == "failed":
+        query = query.where(Payment.attribution_status == "failed")
+    elif status == "pending":
+        query = query.where(Payment.attribution_status == "pending")
+    elif status == "unknown":
+        query = query.where(
+            Payment.attribution_status == "attributed",
+            Payment.attribution_confidence == "unknown",
+        )
+    elif status != "all":
+        raise ValueError(f"status must be one of {', '.join(REPLAY_STATUSES)}")
+    if website_id is not None:
+        query = query.where(Payment.website_id == website_id)
+    if since is not None:
+        query = query.where(Payment.paid_at >= since)
+    if until is not None:
+        query = query.where(Payment.paid_at <= until)
+    if after is not None:
+        query = query.where(Payment.id > after)
+    return list(session.scalars(query))
+
+
+def recent_lags(session: Session, *, seconds: int, limit: int = 10_000) -> list[float]:
+    """Received-to-attributed seconds of payments attributed in the last `seconds`."""
+    since = utcnow() - timedelta(seconds=seconds)
+    rows = session.execute(
+        select(Payment.received_at, Payment.attributed_at)
+        .where(Payment.attributed_at >= since, Payment.attribution_status == "attributed")
+        .limit(limit)
+    )
+    return [
+        max(0.0, (attributed - received).total_seconds())
+        for received, attributed in rows
+        if attributed is not None
+    ]
+
+
+def claim_failed_due(
+    session: Session,
+    *,
+    older_than: timedelta,
+    max_attempts: int,
+    limit: int,
+    now: datetime | None = None,
+) -> list[uuid.UUID]:
+    """Failed payments with attempts left, last queued before `older_than`: mark them pending."""
+    now = now or utcnow()
+    query = (
+        select(Payment.id)
+        .where(
+            Payment.attribution_status == "failed",
+            Payment.attribution_attempts < max_attempts,
+            Payment.enqueued_at < now - older_than,
+        )
+        .order_by(Payment.enqueued_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query).all())
+    mark_for_reattribution(session, ids, now=now)
+    return ids

@@ -151,6 +151,8 @@ def test_each_required_field(http: httpx.Client, site: Website, secret: str, fie
         ({"session_id": 5}, "session_id"),
         ({"customer_email": "not-an-email"}, "customer_email"),
         ({"paid_at": "yesterday"}, "paid_at"),
+        ({"paid_at": "0001-01-01T00:00:00Z"}, "paid_at"),
+        ({"paid_at": "2999-01-01T00:00:00Z"}, "paid_at"),
         ({"metadata": [1, 2]}, "metadata"),
         ({"metadata": "x"}, "metadata"),
         ({"status": "settled"}, "status"),

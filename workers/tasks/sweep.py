@@ -1,4 +1,4 @@
-"""The pending sweeper: payments whose job was never queued (or lost) are queued again."""
+"""The sweeper: pending payments whose job was lost are queued again, failed ones retried."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from workers.runtime import runtime_for
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 5000
+# Failed payments are retried automatically this many times in all, this far apart.
+MAX_AUTOMATIC_ATTEMPTS = 3
+FAILED_RETRY_AFTER = timedelta(minutes=10)
 
 
 def requeue_stale_pending(
@@ -39,11 +42,30 @@ def requeue_stale_pending(
     return total
 
 
+def requeue_due_failed(
+    sessions: sessionmaker[Session],
+    publisher: Publisher,
+    *,
+    older_than: timedelta = FAILED_RETRY_AFTER,
+    max_attempts: int = MAX_AUTOMATIC_ATTEMPTS,
+) -> int:
+    """Give failed payments a few more tries, spaced out; after that they wait for a replay."""
+    with unit_of_work(sessions) as session:
+        ids = payments.claim_failed_due(
+            session, older_than=older_than, max_attempts=max_attempts, limit=SWEEP_BATCH
+        )
+    if ids:
+        publisher.attribute(ids)
+        logger.info("sweeper retried %d failed payment(s)", len(ids))
+    return len(ids)
+
+
 @shared_task(name=SWEEP_PENDING_TASK, bind=True, ignore_result=True)
 def sweep_pending(self: Task) -> int:  # type: ignore[type-arg]
     runtime = runtime_for(self.app)
-    return requeue_stale_pending(
+    requeued = requeue_stale_pending(
         runtime.sessions,
         runtime.publisher,
         older_than=timedelta(seconds=runtime.settings.pending_requeue_seconds),
     )
+    return requeued + requeue_due_failed(runtime.sessions, runtime.publisher)

@@ -1,0 +1,209 @@
+"""Visitors, sessions and identities: batch upserts for the collector."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Identity, Visitor, VisitSession
+
+SessionKey = tuple[uuid.UUID, uuid.UUID]  # (website_id, session_id)
+
+ACQUISITION_FIELDS = (
+    "landing_url",
+    "landing_path",
+    "referrer",
+    "source",
+    "medium",
+    "campaign",
+    "term",
+    "content",
+    "click_id",
+    "channel",
+)
+
+
+@dataclass(frozen=True)
+class SessionActivity:
+    """What one batch saw of a session; `acquisition` is used only if the session is new."""
+
+    website_id: uuid.UUID
+    session_id: uuid.UUID
+    visitor_id: uuid.UUID
+    first_seen_at: datetime
+    last_seen_at: datetime
+    pageviews: int
+    events: int
+    acquisition: dict[str, Any]
+
+
+def _dialect(session: Session) -> Any:
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+
+
+def _greatest(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.greatest(a, b)
+    return func.max(a, b)  # SQLite's scalar max() of its arguments
+
+
+def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
+    keys = list(keys)
+    if not keys:
+        return set()
+    rows = session.execute(
+        select(VisitSession.website_id, VisitSession.id).where(
+            tuple_(VisitSession.website_id, VisitSession.id).in_(keys)
+        )
+    )
+    return {(row.website_id, row.id) for row in rows}
+
+
+def latest_acquisition(
+    session: Session, website_id: uuid.UUID, visitor_id: uuid.UUID, before: datetime
+) -> dict[str, Any] | None:
+    """The acquisition of the visitor's most recent session started before `before`."""
+    columns = [getattr(VisitSession, name) for name in ACQUISITION_FIELDS]
+    row = session.execute(
+        select(*columns)
+        .where(
+            VisitSession.website_id == website_id,
+            VisitSession.visitor_id == visitor_id,
+            VisitSession.started_at < before,
+        )
+        .order_by(VisitSession.started_at.desc(), VisitSession.id.desc())
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def upsert_visitors(
+    session: Session, seen: Sequence[tuple[uuid.UUID, uuid.UUID, datetime]]
+) -> None:
+    """(website_id, visitor_id, seen_at) rows: create visitors, move last_seen_at forward."""
+    latest: dict[tuple[uuid.UUID, uuid.UUID], tuple[datetime, datetime]] = {}
+    for website_id, visitor_id, at in seen:
+        first, last = latest.get((website_id, visitor_id), (at, at))
+        latest[(website_id, visitor_id)] = (min(first, at), max(last, at))
+    if not latest:
+        return
+    rows = [
+        {"website_id": w, "id": v, "first_seen_at": first, "last_seen_at": last}
+        for (w, v), (first, last) in sorted(
+            latest.items(), key=lambda i: (str(i[0][0]), str(i[0][1]))
+        )
+    ]
+    table = Visitor.__table__
+    statement = _dialect(session).insert(table).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.website_id, table.c.id],
+        set_={
+            "last_seen_at": _greatest(
+                session, table.c.last_seen_at, statement.excluded.last_seen_at
+            )
+        },
+    )
+    session.execute(statement)
+
+
+def upsert_sessions(session: Session, activity: Sequence[SessionActivity]) -> None:
+    """Create new sessions with their acquisition; extend existing ones (counts, last seen)."""
+    if not activity:
+        return
+    rows = [
+        {
+            "website_id": a.website_id,
+            "id": a.session_id,
+            "visitor_id": a.visitor_id,
+            "started_at": a.first_seen_at,
+            "last_seen_at": a.last_seen_at,
+            "pageviews": a.pageviews,
+            "events": a.events,
+            **{name: a.acquisition.get(name) for name in ACQUISITION_FIELDS},
+        }
+        for a in sorted(activity, key=lambda a: (str(a.website_id), str(a.session_id)))
+    ]
+    table = VisitSession.__table__
+    statement = _dialect(session).insert(table).values(rows)
+    excluded = statement.excluded
+    # The first event fixed the acquisition: a conflict only extends the session.
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.website_id, table.c.id],
+        set_={
+            "last_seen_at": _greatest(session, table.c.last_seen_at, excluded.last_seen_at),
+            "pageviews": table.c.pageviews + excluded.pageviews,
+            "events": table.c.events + excluded.events,
+        },
+    )
+    session.execute(statement)
+
+
+def link_identity(
+    session: Session,
+    *,
+    website_id: uuid.UUID,
+    kind: str,
+    value_hash: str,
+    visitor_id: uuid.UUID,
+    properties: dict[str, Any],
+    now: datetime,
+) -> None:
+    table = Identity.__table__
+    statement = (
+        _dialect(session)
+        .insert(table)
+        .values(
+            website_id=website_id,
+            kind=kind,
+            value_hash=value_hash,
+            visitor_id=visitor_id,
+            properties=properties,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.website_id, table.c.kind, table.c.value_hash, table.c.visitor_id],
+        set_={
+            "last_seen_at": statement.excluded.last_seen_at,
+            "properties": statement.excluded.properties,
+        },
+    )
+    session.execute(statement)
+
+
+def get_session(
+    session: Session, website_id: uuid.UUID, session_id: uuid.UUID
+) -> VisitSession | None:
+    return session.get(VisitSession, (website_id, session_id))
+
+
+def sessions_of_visitor(
+    session: Session, website_id: uuid.UUID, visitor_id: uuid.UUID
+) -> Sequence[VisitSession]:
+    return session.scalars(
+        select(VisitSession)
+        .where(VisitSession.website_id == website_id, VisitSession.visitor_id == visitor_id)
+        .order_by(VisitSession.started_at)
+    ).all()
+
+
+def visitors_of_identity(
+    session: Session, website_id: uuid.UUID, kind: str, value_hash: str
+) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(Identity.visitor_id).where(
+                Identity.website_id == website_id,
+                Identity.kind == kind,
+                Identity.value_hash == value_hash,
+            )
+        )
+    )
