@@ -13,7 +13,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from api import admin, health, identify, metrics, openapi, payments, sites, track, tracker
+from api import (
+    admin,
+    dashboard,
+    health,
+    identify,
+    metrics,
+    openapi,
+    payments,
+    reports,
+    sites,
+    track,
+    tracker,
+)
 from api.auth import KeyCache
 from api.batching import GroupCommitter
 from api.errors import (
@@ -47,6 +59,12 @@ ROUTES = [
     Route("/js/metrivo.js", tracker.tracker_js, methods=["GET", "HEAD"]),
     Route("/api/admin/replay", admin.replay_payments, methods=["POST"]),
     Route("/metrics", metrics.metrics, methods=["GET"]),
+    Route("/api/websites", reports.list_websites, methods=["GET"]),
+    Route("/api/reports/revenue", reports.revenue, methods=["GET"]),
+    Route("/api/reports/payments", reports.recent_payments, methods=["GET"]),
+    Route("/dashboard", dashboard.dashboard, methods=["GET"]),
+    Route("/demo", dashboard.demo, methods=["GET"]),
+    Route("/static/{name}", dashboard.static_file, methods=["GET"]),
 ]
 
 

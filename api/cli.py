@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--domain", action="append", dest="domains")
     update.add_argument("--lookback-days", type=int)
     update.add_argument("--model", choices=ATTRIBUTION_MODELS)
+    update.add_argument(
+        "--timezone", type=_timezone_arg, help="for report dates, e.g. Europe/Paris"
+    )
     update.add_argument("--json", action="store_true")
     update.set_defaults(handler=cmd_website_update)
     website_list = website.add_parser("list", help="list websites")
@@ -119,6 +123,14 @@ def _uuid_arg(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
+
+
+def _timezone_arg(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"not an IANA time zone: {value!r}") from None
+    return value
 
 
 def _datetime_arg(value: str) -> datetime:
@@ -185,6 +197,7 @@ def cmd_website_update(args: argparse.Namespace) -> int:
             domains=domains,
             lookback_days=args.lookback_days,
             attribution_model=args.model,
+            timezone=args.timezone,
         )
         data = site.to_dict()
     _print(data, args.json, f"website {data['id']} updated")

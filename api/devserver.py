@@ -152,7 +152,13 @@ Metrivo is running at {url}   (Ctrl-C stops it; data in {data_dir})
   secret key   {secret}
                (all scopes; a new one each run, the previous one is revoked)
 
-Try it:
+Try it end to end:
+  1. browse the demo page (it carries the tracker):
+     {url}/demo?key={website["public_key"]}&website={website["id"]}&utm_source=newsletter&utm_medium=email&utm_campaign=launch
+  2. run the curl it shows (with the secret key above)
+  3. open {url}/dashboard, paste the secret key: the payment is under "newsletter"
+
+Or pay without a visit:
   curl -s -X POST {url}/api/payments/manual \\
     -H "Content-Type: application/json" -H "Authorization: Bearer {secret}" \\
     -d '{{"website_id": "{website["id"]}", "amount": 49, "currency": "USD",

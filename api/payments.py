@@ -123,6 +123,11 @@ def _load_detail(state: AppState, payment_id: uuid.UUID) -> dict[str, Any] | Non
         if row is None:
             return None
         changes = payments.history(session, payment_id)
+    return {**payment_detail_view(row), "history": changes}
+
+
+def payment_detail_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The payment with its evidence: why it was attributed where it was."""
     return {
         **payment_view(row),
         "received_at": row["received_at"],
@@ -135,7 +140,6 @@ def _load_detail(state: AppState, payment_id: uuid.UUID) -> dict[str, Any] | Non
         },
         "attribution_attempts": row["attribution_attempts"],
         "attribution_last_error": row["attribution_last_error"],
-        "history": changes,
     }
 
 

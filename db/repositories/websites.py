@@ -59,7 +59,10 @@ def update(
     domains: Sequence[str] | None = None,
     lookback_days: int | None = None,
     attribution_model: str | None = None,
+    timezone: str | None = None,
 ) -> Website:
+    if timezone is not None:
+        website.timezone = timezone
     if name is not None:
         website.name = name
     if domains is not None:

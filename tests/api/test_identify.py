@@ -117,3 +117,8 @@ def test_unknown_public_key_is_401_and_foreign_origin_403(
     assert http.post("/api/identify", json=body(site, publicKey=None)).status_code == 401
     foreign = http.post("/api/identify", json=body(site), headers={"Origin": "https://evil.test"})
     assert foreign.status_code == 403
+
+
+def test_oversized_identify_is_413(http: httpx.Client, site: Website) -> None:
+    big = body(site, properties={"blob": "x" * 70_000})
+    assert http.post("/api/identify", json=big).status_code == 413
