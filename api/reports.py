@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +26,8 @@ from db.models import ATTRIBUTION_CONFIDENCES
 from db.repositories import payments, reports, websites
 from db.repositories.reports import GROUPS, Group, ReportQuery
 from db.session import unit_of_work
+
+T = TypeVar("T")
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 3 * 366
@@ -91,7 +96,7 @@ async def revenue(request: Request) -> Response:
         campaign=params.get("campaign") or None,
         confidence=confidence,
     )
-    groups, totals = await run_in_threadpool(_run, state, query)
+    groups, totals = await _report(state, query)
     rows = _ordered(groups, query, first, last)
     body = {
         "success": True,
@@ -109,9 +114,28 @@ async def revenue(request: Request) -> Response:
     return JSONResponse(body)
 
 
-def _run(state: AppState, query: ReportQuery) -> tuple[list[Group], Group]:
-    with unit_of_work(state.sessions) as session:
-        return reports.revenue(session, query)
+async def _report(state: AppState, query: ReportQuery) -> tuple[list[Group], Group]:
+    """The report's independent queries run at once, each on its own connection."""
+
+    def run(part: Callable[[Session, ReportQuery], T]) -> Awaitable[T]:
+        def in_unit_of_work() -> T:
+            with unit_of_work(state.sessions) as session:
+                return part(session, query)
+
+        return run_in_threadpool(in_unit_of_work)
+
+    if query.group_by == "confidence":
+        amounts, payers = await asyncio.gather(
+            run(reports.payment_amounts), run(reports.paying_visitors)
+        )
+        return reports.combine(amounts, payers, None, None)
+    amounts, payers, visitors, all_visitors = await asyncio.gather(
+        run(reports.payment_amounts),
+        run(reports.paying_visitors),
+        run(reports.visitors_by_key),
+        run(reports.total_visitors),
+    )
+    return reports.combine(amounts, payers, visitors, all_visitors)
 
 
 def _website(state: AppState, website_id: uuid.UUID) -> dict[str, Any]:

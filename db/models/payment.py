@@ -52,7 +52,24 @@ class Payment(Base):
         Index("ix_payments_attribution_queue", "attribution_status", "enqueued_at"),
         # Listing and reports by time.
         Index("ix_payments_website_received", "website_id", "received_at", "id"),
-        Index("ix_payments_website_paid", "website_id", "paid_at"),
+        # Reports sum a date range from this index alone (PostgreSQL).
+        Index(
+            "ix_payments_report",
+            "website_id",
+            "paid_at",
+            postgresql_include=[
+                "status",
+                "currency",
+                "amount",
+                "attribution_confidence",
+                "attributed_source",
+                "attributed_medium",
+                "attributed_campaign",
+                "attributed_channel",
+                "attributed_landing_page",
+                "matched_visitor_id",
+            ],
+        ),
         # Late evidence (a session, a visitor, an identify) finds its payments.
         Index("ix_payments_website_session", "website_id", "session_id"),
         Index("ix_payments_website_visitor", "website_id", "visitor_id"),

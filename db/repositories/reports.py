@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, distinct, func, literal, select
+from sqlalchemy import ColumnElement, String, cast, distinct, func, literal, select, text
 from sqlalchemy.orm import Session
 
 from db.models import Payment, VisitSession
@@ -97,55 +97,125 @@ def _unattributed() -> ColumnElement[bool]:
     return Payment.attributed_source.is_(None)
 
 
-def revenue(session: Session, query: ReportQuery) -> tuple[list[Group], Group]:
-    """Groups (unsorted) and the totals of a website's received payments in the range."""
-    key = _payment_key(session, query).label("key")
-    split = (literal(False) if query.group_by in ("day", "confidence") else _unattributed()).label(
-        "unattributed"
-    )
-    filters = [*_payment_filters(query), Payment.status.in_(RECEIVED)]
-    groups: dict[tuple[str | None, bool], Group] = {}
-    totals = Group(key=None, unattributed=False)
+AmountRow = tuple[str | None, bool, str, str, Decimal, int]
 
-    # Summed per distinct amount, then multiplied out as decimals: exact on every backend.
+
+def _tune(session: Session) -> None:
+    # Distinct-visitor counts hash a few hundred thousand rows: keep them in memory.
+    if _is_postgres(session):
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+
+
+def _split_for(query: ReportQuery) -> ColumnElement[bool]:
+    split = literal(False) if query.group_by in ("day", "confidence") else _unattributed()
+    return split.label("unattributed")
+
+
+def payment_amounts(session: Session, query: ReportQuery) -> list[AmountRow]:
+    """(key, unattributed, currency, status, amount, count) of received payments.
+
+    Summed per distinct amount and multiplied out as decimals later: exact on every backend.
+    """
+    key = _payment_key(session, query).label("key")
+    split = _split_for(query)
     rows = session.execute(
         select(key, split, Payment.currency, Payment.status, Payment.amount, func.count())
-        .where(*filters)
+        .where(*_payment_filters(query), Payment.status.in_(RECEIVED))
         .group_by(key, split, Payment.currency, Payment.status, Payment.amount)
     )
-    for k, unattributed, currency, status, amount, count in rows:
-        group = groups.setdefault((k, bool(unattributed)), Group(k, bool(unattributed)))
-        total = Decimal(amount) * count
+    return [(k, bool(u), c, st, Decimal(a), n) for k, u, c, st, a, n in rows]
+
+
+def paying_visitors(
+    session: Session, query: ReportQuery
+) -> tuple[dict[tuple[str | None, bool], int], int]:
+    """Distinct visitors that kept (not refunded) payments were matched to: per group, in all.
+
+    Payments matched to no visitor are not counted, so conversion compares visitors with
+    visitors.
+    """
+    key = _payment_key(session, query).label("key")
+    split = _split_for(query)
+    kept = [*_payment_filters(query), Payment.status.in_(KEPT)]
+    per_group = session.execute(
+        select(key, split, func.count(distinct(Payment.matched_visitor_id)))
+        .where(*kept)
+        .group_by(key, split)
+    )
+    found = {(k, bool(u)): n for k, u, n in per_group}
+    total = session.scalar(select(func.count(distinct(Payment.matched_visitor_id))).where(*kept))
+    return found, total or 0
+
+
+def visitors_by_key(session: Session, query: ReportQuery) -> dict[str | None, int]:
+    """Distinct visitors whose sessions started in the range, per group key."""
+    _tune(session)
+    if query.group_by == "day":
+        key = _day(session, VisitSession.started_at, query).label("key")
+    else:
+        key = _SESSION_KEYS[query.group_by].label("key")
+    pairs = (
+        select(key, VisitSession.visitor_id)
+        .where(*_session_filters(query))
+        .group_by(key, VisitSession.visitor_id)
+        .subquery()
+    )
+    rows = session.execute(select(pairs.c.key, func.count()).group_by(pairs.c.key))
+    return {k: n for k, n in rows}
+
+
+def total_visitors(session: Session, query: ReportQuery) -> int:
+    """Distinct visitors whose sessions started in the range."""
+    _tune(session)
+    unique = (
+        select(VisitSession.visitor_id)
+        .where(*_session_filters(query))
+        .group_by(VisitSession.visitor_id)
+        .subquery()
+    )
+    return session.scalar(select(func.count()).select_from(unique)) or 0
+
+
+def combine(
+    amounts: Sequence[AmountRow],
+    payers: tuple[dict[tuple[str | None, bool], int], int],
+    visitors: dict[str | None, int] | None,
+    all_visitors: int | None,
+) -> tuple[list[Group], Group]:
+    """The report's groups (unsorted) and totals from its parts."""
+    groups: dict[tuple[str | None, bool], Group] = {}
+    totals = Group(key=None, unattributed=False)
+    for k, unattributed, currency, status, amount, count in amounts:
+        group = groups.setdefault((k, unattributed), Group(k, unattributed))
+        total = amount * count
         for target in (group, totals):
             target.gross[currency] = target.gross.get(currency, Decimal(0)) + total
             target.payments += count
             if status == "refunded":
                 target.refunded[currency] = target.refunded.get(currency, Decimal(0)) + total
                 target.refunds += count
-
-    # Paying visitors are the visitors payments were matched to (NULLs are not counted),
-    # so that conversion compares visitors with visitors.
-    kept = [*_payment_filters(query), Payment.status.in_(KEPT)]
-    payers = session.execute(
-        select(key, split, func.count(distinct(Payment.matched_visitor_id)))
-        .where(*kept)
-        .group_by(key, split)
-    )
-    for k, unattributed, count in payers:
-        group = groups.setdefault((k, bool(unattributed)), Group(k, bool(unattributed)))
-        group.paying_visitors = count
-    totals.paying_visitors = (
-        session.scalar(select(func.count(distinct(Payment.matched_visitor_id))).where(*kept)) or 0
-    )
-
-    if query.group_by != "confidence":
-        visitors = _visitors(session, query)
-        totals.visitors = _total_visitors(session, query)
+    per_group, totals.paying_visitors = payers
+    for (k, unattributed), count in per_group.items():
+        groups.setdefault((k, unattributed), Group(k, unattributed)).paying_visitors = count
+    if visitors is not None:
+        remaining = dict(visitors)
+        totals.visitors = all_visitors
         for (k, unattributed), group in groups.items():
-            group.visitors = None if unattributed else visitors.pop(k, 0)
-        for k, count in visitors.items():  # visited, never paid
+            group.visitors = None if unattributed else remaining.pop(k, 0)
+        for k, count in remaining.items():  # visited, never paid
             groups[(k, False)] = Group(k, False, visitors=count)
     return list(groups.values()), totals
+
+
+def revenue(session: Session, query: ReportQuery) -> tuple[list[Group], Group]:
+    """The whole report in one session (the API runs the parts concurrently instead)."""
+    with_visitors = query.group_by != "confidence"
+    return combine(
+        payment_amounts(session, query),
+        paying_visitors(session, query),
+        visitors_by_key(session, query) if with_visitors else None,
+        total_visitors(session, query) if with_visitors else None,
+    )
 
 
 def _session_filters(query: ReportQuery) -> list[ColumnElement[bool]]:
@@ -159,28 +229,6 @@ def _session_filters(query: ReportQuery) -> list[ColumnElement[bool]]:
     if query.campaign is not None:
         filters.append(VisitSession.campaign == query.campaign)
     return filters
-
-
-def _visitors(session: Session, query: ReportQuery) -> dict[str | None, int]:
-    if query.group_by == "day":
-        key = _day(session, VisitSession.started_at, query)
-    else:
-        key = _SESSION_KEYS[query.group_by]
-    rows = session.execute(
-        select(key, func.count(distinct(VisitSession.visitor_id)))
-        .where(*_session_filters(query))
-        .group_by(key)
-    )
-    return {k: count for k, count in rows}
-
-
-def _total_visitors(session: Session, query: ReportQuery) -> int:
-    return (
-        session.scalar(
-            select(func.count(distinct(VisitSession.visitor_id))).where(*_session_filters(query))
-        )
-        or 0
-    )
 
 
 def currencies(groups: Sequence[Group]) -> list[str]:
