@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Row, func, insert, or_, select, tuple_, update
@@ -106,8 +107,14 @@ def record_batch(session: Session, payments: Sequence[NewPayment]) -> list[Recor
     rows = [_new_row(payments[index], now) for _key, index in candidates]
     inserted: set[uuid.UUID] = set()
     if rows:
-        statement = _insert_ignoring_conflicts(session, rows)
-        inserted = set(session.scalars(statement).all())
+        # Only the columns a new payment sets: the attribution columns start out NULL.
+        values = [
+            {("metadata" if k == "payment_metadata" else k): row[k] for k in INSERTED_COLUMNS}
+            for row in rows
+        ]
+        # One cached statement run as executemany: SQLAlchemy batches it into
+        # multi-row INSERT ... RETURNING without compiling a new statement per batch.
+        inserted = set(session.scalars(_insert_ignoring_conflicts(session), values).all())
     created_keys = {
         key for (key, _), row in zip(candidates, rows, strict=True) if row["id"] in inserted
     }
@@ -214,21 +221,43 @@ def _new_row(payment: NewPayment, now: datetime) -> dict[str, Any]:
     }
 
 
-def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> Any:
-    dialect = session.get_bind().dialect.name
+INSERTED_COLUMNS = (
+    "id",
+    "website_id",
+    "provider",
+    "provider_payment_id",
+    "amount",
+    "currency",
+    "status",
+    "customer_email_hash",
+    "paid_at",
+    "visitor_id",
+    "session_id",
+    "payment_metadata",
+    "received_at",
+    "updated_at",
+    "attribution_status",
+    "attribution_confidence",
+    "enqueued_at",
+    "attribution_attempts",
+)
+
+
+@cache
+def _insert_statement(dialect: str) -> Any:
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    values = [
-        {("metadata" if k == "payment_metadata" else k): v for k, v in row.items()} for row in rows
-    ]
     table = Payment.__table__
     return (
         module.insert(table)
-        .values(values)
         .on_conflict_do_nothing(
             index_elements=[table.c.website_id, table.c.provider, table.c.provider_payment_id]
         )
         .returning(table.c.id)
     )
+
+
+def _insert_ignoring_conflicts(session: Session) -> Any:
+    return _insert_statement(session.get_bind().dialect.name)
 
 
 def _lock_existing(session: Session, keys: Sequence[PaymentKey]) -> Sequence[Row[*tuple[Any, ...]]]:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, tuple_
@@ -48,10 +49,44 @@ def _dialect(session: Session) -> Any:
     return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
-def _greatest(session: Session, a: Any, b: Any) -> ColumnElement[Any]:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.greatest(a, b)
-    return func.max(a, b)  # SQLite's scalar max() of its arguments
+# The upserts are built once per dialect and run as executemany, so SQLAlchemy
+# compiles them once and the driver pipelines the rows.
+
+
+def _greatest_of(dialect: str, a: Any, b: Any) -> ColumnElement[Any]:
+    return func.greatest(a, b) if dialect == "postgresql" else func.max(a, b)
+
+
+@cache
+def _visitor_upsert(dialect: str) -> Any:
+    table = Visitor.__table__
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.website_id, table.c.id],
+        set_={
+            "last_seen_at": _greatest_of(
+                dialect, table.c.last_seen_at, statement.excluded.last_seen_at
+            )
+        },
+    )
+
+
+@cache
+def _session_upsert(dialect: str) -> Any:
+    table = VisitSession.__table__
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    excluded = statement.excluded
+    # The first event fixed the acquisition: a conflict only extends the session.
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.website_id, table.c.id],
+        set_={
+            "last_seen_at": _greatest_of(dialect, table.c.last_seen_at, excluded.last_seen_at),
+            "pageviews": table.c.pageviews + excluded.pageviews,
+            "events": table.c.events + excluded.events,
+        },
+    )
 
 
 def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
@@ -100,17 +135,7 @@ def upsert_visitors(
             latest.items(), key=lambda i: (str(i[0][0]), str(i[0][1]))
         )
     ]
-    table = Visitor.__table__
-    statement = _dialect(session).insert(table).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.website_id, table.c.id],
-        set_={
-            "last_seen_at": _greatest(
-                session, table.c.last_seen_at, statement.excluded.last_seen_at
-            )
-        },
-    )
-    session.execute(statement)
+    session.execute(_visitor_upsert(session.get_bind().dialect.name), rows)
 
 
 def upsert_sessions(session: Session, activity: Sequence[SessionActivity]) -> None:
@@ -130,19 +155,7 @@ def upsert_sessions(session: Session, activity: Sequence[SessionActivity]) -> No
         }
         for a in sorted(activity, key=lambda a: (str(a.website_id), str(a.session_id)))
     ]
-    table = VisitSession.__table__
-    statement = _dialect(session).insert(table).values(rows)
-    excluded = statement.excluded
-    # The first event fixed the acquisition: a conflict only extends the session.
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.website_id, table.c.id],
-        set_={
-            "last_seen_at": _greatest(session, table.c.last_seen_at, excluded.last_seen_at),
-            "pageviews": table.c.pageviews + excluded.pageviews,
-            "events": table.c.events + excluded.events,
-        },
-    )
-    session.execute(statement)
+    session.execute(_session_upsert(session.get_bind().dialect.name), rows)
 
 
 def link_identity(
