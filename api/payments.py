@@ -27,7 +27,7 @@ from db.base import utcnow
 from db.models import ATTRIBUTION_CONFIDENCES, PAYMENT_STATUSES
 from db.repositories import payments
 from db.repositories.payments import NewPayment, Outcome, PageCursor, RecordResult
-from db.session import unit_of_work
+from db.session import in_transaction, unit_of_work
 from workers.enqueue import BackgroundPublisher
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ def record_payments(
     sessions: sessionmaker[Session], publisher: BackgroundPublisher, batch: Sequence[NewPayment]
 ) -> list[RecordResult]:
     """One transaction for a batch of payments; their jobs are queued after the commit."""
-    with unit_of_work(sessions) as session:
-        results = payments.record_batch(session, batch)
+    results = in_transaction(sessions, lambda session: payments.record_batch(session, batch))
     created = [r.payment["id"] for r in results if r.outcome is Outcome.CREATED]
     if created:
         publisher.submit(created)

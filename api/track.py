@@ -27,7 +27,7 @@ from attribution.sessions import (
 from db.base import utcnow
 from db.repositories import payments, tracking
 from db.repositories.tracking import ACQUISITION_FIELDS, SessionActivity
-from db.session import unit_of_work
+from db.session import in_transaction
 from workers.enqueue import BackgroundPublisher
 
 MAX_FIELD = 255
@@ -91,8 +91,9 @@ def record_visits(
     Payments that named one of the new sessions (or their visitors) before the
     tracker's event arrived are queued for attribution again after the commit.
     """
-    late: list[uuid.UUID] = []
-    with unit_of_work(sessions) as session:
+
+    def write(session: Session) -> list[uuid.UUID]:
+        late: list[uuid.UUID] = []
         tracking.upsert_visitors(
             session, [(v.website_id, v.visitor_id, v.received_at) for v in visits]
         )
@@ -126,6 +127,9 @@ def record_visits(
                 visitor_ids=[a.visitor_id for a in new if a.website_id == website_id],
             )
         payments.mark_for_reattribution(session, late)
+        return late
+
+    late = in_transaction(sessions, write)
     if late:
         publisher.submit(late)
     return [None] * len(visits)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings
+
+T = TypeVar("T")
 
 
 def make_engine(settings: Settings, **overrides: Any) -> Engine:
@@ -52,6 +57,26 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+# PostgreSQL's deadlock and serialization failures: the transaction did nothing and
+# may simply be run again.
+RETRYABLE_STATES = frozenset({"40P01", "40001"})
+
+
+def in_transaction(
+    factory: sessionmaker[Session], work: Callable[[Session], T], *, attempts: int = 3
+) -> T:
+    """Run `work` in a unit of work, again if the database chose it as a deadlock victim."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with unit_of_work(factory) as session:
+                return work(session)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_STATES or attempt == attempts:
+                raise
+            time.sleep(random.uniform(0, 0.02 * attempt))
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from celery import Celery
 
@@ -39,6 +40,15 @@ class Publisher:
                     type(exc).__name__,
                 )
         return ok
+
+    def queue_depth(self) -> int | None:
+        """Messages waiting in the attribution queue, or None if the broker cannot say."""
+        try:
+            with self.app.connection_for_read() as connection, connection.channel() as channel:
+                declared = cast(Any, channel).queue_declare(ATTRIBUTION_QUEUE, passive=True)
+                return int(declared.message_count)
+        except Exception:
+            return None
 
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""

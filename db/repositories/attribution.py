@@ -50,7 +50,9 @@ def load_pending(session: Session, payment_ids: Sequence[uuid.UUID]) -> list[Pen
         )
         .join(Website, Website.id == Payment.website_id)
         .where(Payment.id.in_(payment_ids), Payment.attribution_status == "pending")
-        .order_by(Payment.id)
+        # The order the intake locks payments in (by their key): results written in
+        # this order cannot deadlock with a batch of repeats being recorded.
+        .order_by(Payment.website_id, Payment.provider, Payment.provider_payment_id)
     )
     return [
         PendingPayment(
@@ -148,6 +150,8 @@ RESULT_FIELDS = (
 
 def write_results(session: Session, results: Sequence[dict[str, Any]]) -> int:
     """Write each result unless its payment was re-queued or attributed meanwhile.
+
+    Rows are written in the order given (`load_pending`'s, the intake's lock order).
 
     Each dict has `id`, `enqueued_at` (as read) and the RESULT_FIELDS. The guard
     on status and enqueued_at makes a task that runs twice write once, and

@@ -60,7 +60,9 @@ def test_broker_down_still_stores_the_payment_and_the_sweeper_queues_it(
         row = session.get_one(Payment, uuid.UUID(payment_id))
         assert row.attribution_status == "pending"
 
-    # Once the broker is back, the sweeper queues what was never queued.
+    # Once the broker is back, the sweeper queues what was never queued (it waits for
+    # the queue to drain first: jobs left by other tests, which run without a worker).
+    celery_app.control.purge()
     count = requeue_stale_pending(sessions, Publisher(celery_app), older_than=timedelta(0))
     assert count >= 1
     assert queued_payment_ids(celery_app, {payment_id}) == {payment_id}

@@ -25,7 +25,16 @@ FAILED_RETRY_AFTER = timedelta(minutes=10)
 def requeue_stale_pending(
     sessions: sessionmaker[Session], publisher: Publisher, *, older_than: timedelta
 ) -> int:
-    """Queue again every payment pending for longer than `older_than`; returns how many."""
+    """Queue again every payment pending for longer than `older_than`; returns how many.
+
+    While the attribution queue still holds messages, pending payments are most
+    likely waiting in it: queueing them again would only multiply a backlog, so
+    the sweep waits until the queue has drained.
+    """
+    depth = publisher.queue_depth()
+    if depth:
+        logger.info("sweeper: %d job(s) still queued; pending payments left to them", depth)
+        return 0
     total = 0
     while True:
         with unit_of_work(sessions) as session:
