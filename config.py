@@ -89,6 +89,38 @@ class Settings(BaseSettings):
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices("METRIVO_LOG_LEVEL", "log_level")
     )
+    # Rate limits, per minute (0 disables one): per secret key, per website for the
+    # public-key endpoints (track and identify together), and per website and visitor
+    # for a public-key identify. Counted in Redis when there is one, else per process.
+    rate_limit_secret_per_minute: int = Field(
+        default=6000,
+        ge=0,
+        validation_alias=AliasChoices(
+            "METRIVO_RATE_LIMIT_SECRET_PER_MINUTE", "rate_limit_secret_per_minute"
+        ),
+    )
+    rate_limit_public_per_minute: int = Field(
+        default=3000,
+        ge=0,
+        validation_alias=AliasChoices(
+            "METRIVO_RATE_LIMIT_PUBLIC_PER_MINUTE", "rate_limit_public_per_minute"
+        ),
+    )
+    rate_limit_identify_public_per_minute: int = Field(
+        default=10,
+        ge=0,
+        validation_alias=AliasChoices(
+            "METRIVO_RATE_LIMIT_IDENTIFY_PUBLIC_PER_MINUTE",
+            "rate_limit_identify_public_per_minute",
+        ),
+    )
+    rate_limit_redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "METRIVO_RATE_LIMIT_REDIS_URL", "REDIS_URL", "rate_limit_redis_url"
+        ),
+        repr=False,
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -129,6 +161,15 @@ class Settings(BaseSettings):
         return self.broker_url
 
     @property
+    def rate_limit_redis(self) -> str | None:
+        """The Redis that keeps the rate-limit counters: `REDIS_URL`, else a Redis broker."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
+
+    @property
     def hmac_key(self) -> bytes:
         """The key for email HMACs; in development it is generated once and kept."""
         if self.secret:
@@ -144,6 +185,12 @@ class Settings(BaseSettings):
             "secret": "set" if self.secret else "generated in the data directory",
             "data_dir": str(self.data_dir.resolve()),
             "max_body_bytes": self.max_body_bytes,
+            "rate_limits": (
+                f"{self.rate_limit_secret_per_minute}/min per secret key, "
+                f"{self.rate_limit_public_per_minute}/min per website, "
+                f"{self.rate_limit_identify_public_per_minute}/min per identified visitor "
+                f"({'Redis' if self.rate_limit_redis else 'per process'})"
+            ),
         }
 
 

@@ -38,6 +38,7 @@ from api.errors import (
 )
 from api.logs import configure_logging
 from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from api.ratelimit import RateLimiter
 from api.sites import SiteCache
 from api.state import AppState
 from config import Settings, get_settings
@@ -108,9 +109,12 @@ def create_app(
         ),
     )
 
+    rate_limiter = RateLimiter.from_settings(settings)
+
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await app.state.rate_limiter.close()
         await state.payment_committer.close()
         await state.visit_committer.close()
         state.background_publisher.close()
@@ -131,4 +135,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrivo = state
+    app.state.rate_limiter = rate_limiter
     return app

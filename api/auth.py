@@ -1,8 +1,10 @@
 """Secret-key authentication with a short-lived cache of key lookups.
 
-A key is looked up by the SHA-256 of the bearer token. Lookups (including
-misses) are cached for `KEY_CACHE_SECONDS`, so a revocation takes effect within
-that many seconds on every API process.
+A key is looked up by the SHA-256 of the bearer token: the secret itself is never
+stored or compared, only its hash, by an index lookup. Lookups (including misses)
+are cached for `KEY_CACHE_SECONDS`, so a revocation takes effect within that many
+seconds on every API process. Every authenticated request counts against the
+key's rate limit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from api.errors import forbidden, unauthorized
+from api.ratelimit import rate_limiter
 from api.state import app_state
 from db.repositories import keys
 from db.session import unit_of_work
@@ -89,7 +92,8 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The principal of a secret-key request; 401 if the key is missing, unknown or revoked."""
+    """The principal of a secret-key request; 401 if the key is missing, unknown or revoked,
+    429 if it is over its rate limit."""
     token = bearer_token(request)
     if token is None:
         raise unauthorized("Missing API key.")
@@ -99,4 +103,5 @@ async def authenticate(request: Request) -> Principal:
         principal = await run_in_threadpool(cache.lookup, token)
     if principal is None:
         raise unauthorized("Invalid or revoked API key.")
+    await rate_limiter(request).secret_key(principal.key_id)
     return principal

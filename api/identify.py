@@ -1,4 +1,11 @@
-"""POST /api/identify: link a visitor to an email (kept only as an HMAC) or a user id."""
+"""POST /api/identify: link a visitor to an email (kept only as an HMAC) or a user id.
+
+From the browser (public key) a visitor can be identified only once the tracker
+has recorded it on that website, and only so often per minute: otherwise anyone
+could link strangers' emails to visitors of their own making and take credit for
+their purchases. A secret key with `identify:write` (the customer's backend) is
+trusted to link any visitor id.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +26,18 @@ from api.sites import check_origin, cors_headers, site_for_public_key
 from api.state import AppState, app_state
 from attribution.identity import email_hash, user_id_hash
 from db.base import utcnow
-from db.repositories import payments, tracking
+from db.repositories import attribution, payments, tracking
 from db.session import unit_of_work
+
+
+def unknown_visitor() -> ApiError:
+    return ApiError(
+        409,
+        "unknown_visitor",
+        "This visitorId has not been seen on this website: identify from the browser after "
+        "the tracker's page view, or from your backend with a secret key that has "
+        "identify:write.",
+    )
 
 
 @dataclass(frozen=True)
@@ -48,7 +65,8 @@ async def identify(request: Request) -> Response:
             [{"field": "email", "message": "send an email or a userId"}],
         )
     headers: dict[str, str] = {}
-    if bearer_token(request) is not None:
+    trusted = bearer_token(request) is not None
+    if trusted:
         principal = await authenticate(request)
         website_id = data.website_id
         if website_id is None and len(principal.website_ids) == 1:
@@ -62,7 +80,7 @@ async def identify(request: Request) -> Response:
             )
         principal.require(website_id, "identify:write")
     else:
-        site = await site_for_public_key(request, data.public_key)
+        site = await site_for_public_key(request, data.public_key, identify=data.visitor_id)
         check_origin(request, site)
         website_id = site.id
         headers = cors_headers(request)
@@ -75,16 +93,26 @@ async def identify(request: Request) -> Response:
         user_id_hash=user_id_hash(key, data.user_id) if data.user_id else None,
         properties=data.properties or {},
     )
-    upgraded = await run_in_threadpool(record_link, state, link)
+    upgraded = await run_in_threadpool(record_link, state, link, known_visitor_only=not trusted)
     if upgraded:
         state.background_publisher.submit(upgraded)
     return JSONResponse({"success": True}, 200, headers=headers)
 
 
-def record_link(state: AppState, link: Link) -> list[uuid.UUID]:
-    """Store the link; returns the payments it may upgrade, marked for re-attribution."""
+def record_link(
+    state: AppState, link: Link, *, known_visitor_only: bool = False
+) -> list[uuid.UUID]:
+    """Store the link; returns the payments it may upgrade, marked for re-attribution.
+
+    With `known_visitor_only`, a visitor the tracker has not recorded on the website is
+    refused (409) and nothing is stored.
+    """
     now = utcnow()
     with unit_of_work(state.sessions) as session:
+        if known_visitor_only:
+            visitor = (link.website_id, link.visitor_id)
+            if visitor not in attribution.known_visitors(session, [visitor]):
+                raise unknown_visitor()
         tracking.upsert_visitors(session, [(link.website_id, link.visitor_id, now)])
         for kind, value in (("email", link.email_hash), ("user_id", link.user_id_hash)):
             if value:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -14,23 +16,75 @@ from pydantic import (
     EmailStr,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 
 from api.currencies import ISO_4217
 from db.models import PAYMENT_STATUSES
+from db.repositories.reports import GROUPS
 
 EARLIEST_PAID_AT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)  # providers' clocks may run ahead of ours
 # A JSON number is parsed as a double; up to 15 significant digits it is exact.
 MAX_AMOUNT_DIGITS = 15
+MAX_AMOUNT = 10**12
+MAX_AMOUNT_DECIMALS = 12
+# metadata and properties: free-form JSON objects, bounded.
+MAX_DOCUMENT_BYTES = 16 * 1024
+MAX_DOCUMENT_DEPTH = 5
+MAX_DOCUMENT_INTEGER = 2**63 - 1
 
 PaymentStatus = Literal[
     "paid", "pending", "failed", "refunded", "partially_refunded", "disputed", "canceled"
 ]
 Confidence = Literal["pending", "high", "medium", "low", "unknown"]
 AttributionStatus = Literal["pending", "attributed", "failed"]
+ReportGroup = Literal[
+    "source", "medium", "campaign", "channel", "landing_page", "confidence", "day"
+]
 assert set(PaymentStatus.__args__) == set(PAYMENT_STATUSES)  # type: ignore[attr-defined]
+assert set(ReportGroup.__args__) == set(GROUPS)  # type: ignore[attr-defined]
+
+
+def _plain_text(value: str | None) -> str | None:
+    """No NUL characters: PostgreSQL cannot store them in text or JSON."""
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+def _document_error(value: Any, path: str = "", depth: int = 1) -> str | None:
+    """What is wrong with a JSON value inside metadata or properties, and where, if anything."""
+    where = f" (at {path})" if path else ""
+    if isinstance(value, dict | list):
+        if depth > MAX_DOCUMENT_DEPTH:
+            return f"may nest objects and arrays at most {MAX_DOCUMENT_DEPTH} levels deep{where}"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            inner = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return f"keys must not contain NUL (\\u0000) characters{where}"
+            if error := _document_error(item, inner, depth + 1):
+                return error
+    elif isinstance(value, str) and "\x00" in value:
+        return f"strings must not contain NUL (\\u0000) characters{where}"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return f"numbers must be finite{where}"
+    elif isinstance(value, int) and abs(value) > MAX_DOCUMENT_INTEGER:
+        return f"integers must be within ±(2^63 - 1){where}"
+    return None
+
+
+def _bounded_document(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON object of at most `MAX_DOCUMENT_BYTES` and `MAX_DOCUMENT_DEPTH` levels."""
+    if value is None:
+        return None
+    if error := _document_error(value):
+        raise ValueError(error)
+    if len(orjson.dumps(value)) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"must be at most {MAX_DOCUMENT_BYTES} bytes as JSON")
+    return value
 
 
 class ManualPayment(BaseModel):
@@ -39,12 +93,20 @@ class ManualPayment(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     website_id: uuid.UUID = Field(description="Website ID from the Metrivo dashboard.")
-    amount: Decimal = Field(
+    amount: Annotated[
+        Decimal,
+        WithJsonSchema({"type": "number", "minimum": 0, "exclusiveMaximum": MAX_AMOUNT}),
+    ] = Field(
         ge=0,
+        lt=MAX_AMOUNT,
+        decimal_places=MAX_AMOUNT_DECIMALS,
         allow_inf_nan=False,
         description="Amount in your reporting unit (e.g. 49 or 4900), stored exactly.",
     )
-    currency: str = Field(description="Three-letter ISO 4217 code, any case; stored uppercase.")
+    currency: str = Field(
+        description="Three-letter ISO 4217 code, any case; stored uppercase.",
+        json_schema_extra={"pattern": "^[A-Za-z]{3}$"},
+    )
     provider_payment_id: str = Field(
         min_length=1, max_length=255, description="Unique payment ID from your provider."
     )
@@ -56,7 +118,14 @@ class ManualPayment(BaseModel):
     )
     visitor_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description=f"A JSON object, stored as is: at most {MAX_DOCUMENT_BYTES} bytes, "
+        f"{MAX_DOCUMENT_DEPTH} levels deep.",
+    )
+
+    _text = field_validator("provider_payment_id", "provider")(_plain_text)
+    _metadata = field_validator("metadata")(_bounded_document)
 
     @field_validator("amount", mode="before")
     @classmethod
@@ -90,10 +159,18 @@ class ManualPayment(BaseModel):
     def _paid_at_utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        out_of_range = ValueError("paid_at must be after 2000-01-01 and not in the future")
+        try:  # a time near year 1 or 9999 may not exist in UTC
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            raise out_of_range from None
         if not EARLIEST_PAID_AT <= value <= datetime.now(UTC) + MAX_CLOCK_AHEAD:
-            raise ValueError("paid_at must be after 2000-01-01 and not in the future")
+            raise out_of_range
         return value
+
+
+# Exact decimals are answered as JSON numbers (see api/responses.py).
+JsonDecimal = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 
 
 class PaymentView(BaseModel):
@@ -101,7 +178,7 @@ class PaymentView(BaseModel):
 
     id: uuid.UUID
     website_id: uuid.UUID
-    amount: Decimal
+    amount: JsonDecimal
     currency: str
     provider: str
     provider_payment_id: str
@@ -137,11 +214,14 @@ class StatusChange(BaseModel):
     recorded_at: AwareDatetime
 
 
-class PaymentDetail(PaymentView):
+class PaymentWithEvidence(PaymentView):
     received_at: AwareDatetime
     evidence: Evidence
     attribution_attempts: int
     attribution_last_error: str | None
+
+
+class PaymentDetail(PaymentWithEvidence):
     history: list[StatusChange]
 
 
@@ -196,12 +276,19 @@ class TrackEvent(BaseModel):
     visitor_id: uuid.UUID = Field(alias="visitorId")
     session_id: uuid.UUID = Field(alias="sessionId")
     type: Literal["pageview", "event"] = "pageview"
-    url: str = Field(min_length=1, max_length=4096)
+    url: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="The page's http(s) URL.",
+        json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    )
     referrer: str | None = Field(default=None, max_length=4096)
     name: str | None = Field(default=None, min_length=1, max_length=200)
     properties: dict[str, Any] | None = None
 
     _url_is_http = field_validator("url")(_http_url)
+    _text = field_validator("public_key", "url", "referrer", "name")(_plain_text)
+    _properties = field_validator("properties")(_bounded_document)
 
     @field_validator("referrer")
     @classmethod
@@ -223,7 +310,80 @@ class Identify(BaseModel):
     user_id: str | None = Field(default=None, alias="userId", min_length=1, max_length=255)
     properties: dict[str, Any] | None = None
 
+    _text = field_validator("public_key", "user_id")(_plain_text)
+    _properties = field_validator("properties")(_bounded_document)
+
 
 class Accepted(BaseModel):
     success: Literal[True]
     ignored: str | None = Field(default=None, description="Why nothing was recorded, if so.")
+
+
+class Success(BaseModel):
+    success: Literal[True]
+
+
+class RevenueFigures(BaseModel):
+    revenue: dict[str, JsonDecimal] = Field(description="Per currency: gross minus refunded.")
+    gross: dict[str, JsonDecimal]
+    refunded: dict[str, JsonDecimal]
+    payments: int
+    refunds: int
+    paying_visitors: int
+    visitors: int | None
+    conversion_rate: float | None
+    revenue_per_visitor: dict[str, JsonDecimal] | None
+
+
+class RevenueRow(RevenueFigures):
+    key: str | None = Field(description="The group's value (a day is YYYY-MM-DD).")
+    unattributed: bool
+
+
+class RevenueReport(BaseModel):
+    success: Literal[True]
+    website_id: uuid.UUID
+    from_: date = Field(alias="from")
+    to: date
+    timezone: str
+    group_by: Literal[
+        "source", "medium", "campaign", "channel", "landing_page", "confidence", "day"
+    ]
+    currencies: list[str]
+    rows: list[RevenueRow]
+    totals: RevenueFigures
+
+
+class RecentPayments(BaseModel):
+    success: Literal[True]
+    payments: list[PaymentWithEvidence]
+    next_cursor: None
+
+
+class WebsiteSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    domains: list[str]
+    timezone: str
+
+
+class WebsiteList(BaseModel):
+    success: Literal[True]
+    websites: list[WebsiteSummary]
+
+
+class ReplayResponse(BaseModel):
+    success: Literal[True]
+    dry_run: bool
+    matched: int = Field(description="Payments the filter selected.")
+    queued: int = Field(description="Payments put back in the attribution queue.")
+    unpublished: int = Field(description="Marked pending but not sent; the sweeper sends them.")
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="`ok`, or why the check failed.")

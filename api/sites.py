@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.errors import ApiError, unauthorized
+from api.ratelimit import rate_limiter
 from api.state import app_state
 from db.repositories import websites
 from db.session import unit_of_work
@@ -54,8 +55,11 @@ class SiteCache:
         return found
 
 
-async def site_for_public_key(request: Request, public_key: str | None) -> PublicSite:
-    """The website of a public key; 401 when it is missing or unknown."""
+async def site_for_public_key(
+    request: Request, public_key: str | None, *, identify: uuid.UUID | None = None
+) -> PublicSite:
+    """The website of a public key; 401 when it is missing or unknown, 429 when it is over
+    its rate limit (for an identify of visitor `identify`, also that visitor's)."""
     if not public_key:
         raise unauthorized("Missing publicKey.")
     cache: SiteCache = app_state(request).site_cache
@@ -66,6 +70,7 @@ async def site_for_public_key(request: Request, public_key: str | None) -> Publi
         raise ApiError(
             401, "unauthorized", "Unknown publicKey: copy it from your website settings."
         )
+    await rate_limiter(request).public_key(site.id, identify)
     return site
 
 
