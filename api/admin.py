@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +28,16 @@ class ReplayRequest(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     dry_run: bool = False
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """Read a time without an offset as UTC; refuse what no payment can have."""
+        if value is None:
+            return None
+        if not 2000 <= value.year <= 2999:
+            raise ValueError("must be a time between 2000 and 2999")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def replay_payments(request: Request) -> Response:

@@ -104,10 +104,7 @@ async def create_manual_payment(request: Request) -> Response:
 async def get_payment(request: Request) -> Response:
     principal = await authenticate(request)
     principal.require(None, "payments:read", "payments:write")
-    try:
-        payment_id = uuid.UUID(request.path_params["payment_id"])
-    except ValueError:
-        raise not_found("No such payment.") from None
+    payment_id: uuid.UUID = request.path_params["payment_id"]  # the route matched a UUID
     state = app_state(request)
     detail = await run_in_threadpool(_load_detail, state, payment_id)
     # A payment of a website the key may not see is reported as missing.
@@ -159,7 +156,7 @@ async def list_payments(request: Request) -> Response:
             {"field": "attribution", "message": f"attribution must be one of: {', '.join(choices)}"}
         )
     since = _parse(params.get("since"), _parse_datetime, "since", errors)
-    limit = _parse(params.get("limit", "50"), int, "limit", errors)
+    limit = _parse(params.get("limit") or "50", int, "limit", errors)
     if limit is not None and not 1 <= limit <= MAX_PAGE_SIZE:
         errors.append({"field": "limit", "message": f"limit must be 1 to {MAX_PAGE_SIZE}"})
     cursor = _parse(params.get("cursor"), _decode_cursor, "cursor", errors)
@@ -232,14 +229,15 @@ def _parse(
         return None
     try:
         return parse(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         errors.append({"field": field, "message": f"{field} is not valid"})
         return None
 
 
 def _parse_datetime(raw: str) -> datetime:
     value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
+    value = value if value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
+    return value.astimezone(utcnow().tzinfo)  # OverflowError at the ends of time: a 400
 
 
 def _encode_cursor(row: dict[str, Any]) -> str:
@@ -252,6 +250,8 @@ def _decode_cursor(raw: str) -> PageCursor:
         received_at, payment_id = orjson.loads(
             base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
         )
+        if not isinstance(received_at, str) or not isinstance(payment_id, str):
+            raise TypeError("cursor fields must be strings")
         return PageCursor(datetime.fromisoformat(received_at), uuid.UUID(payment_id))
-    except (binascii.Error, orjson.JSONDecodeError, TypeError) as exc:
+    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise ValueError("bad cursor") from exc

@@ -56,6 +56,9 @@ async def revenue(request: Request) -> Response:
     output = params.get("format", "json")
     if output not in ("json", "csv"):
         errors.append({"field": "format", "message": "format must be json or csv"})
+    for name in ("source", "campaign"):
+        if "\x00" in params.get(name, ""):
+            errors.append({"field": name, "message": f"{name} must not contain NUL characters"})
     first = _date(params.get("from"), "from", errors)
     last = _date(params.get("to"), "to", errors)
     if errors:
@@ -289,11 +292,18 @@ def _uuid(raw: str | None, errors: list[dict[str, str]]) -> uuid.UUID | None:
         return None
 
 
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
+
+
 def _date(raw: str | None, name: str, errors: list[dict[str, str]]) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         errors.append({"field": name, "message": f"{name} must be a date, YYYY-MM-DD"})
         return None
+    if not EARLIEST <= value <= LATEST:
+        errors.append({"field": name, "message": f"{name} must be between 2000 and 2999"})
+        return None
+    return value

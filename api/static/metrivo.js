@@ -70,14 +70,17 @@
   };
 
   const off = () => !key || skip || local(IGN) === 1; // ?metrivo_ignore=true: the owner's browsing
-  const send = (route, body) => {
+  // `again`: an identify sent before this visit's first page view was stored gets 409
+  // (unknown visitor); it is sent once more a moment later.
+  const send = (route, body, again) => {
     if (off()) return;
     const url = api + route, data = JSON.stringify(body);
     try {
       fetch(url, {
         method: "POST", body: data, keepalive: true, credentials: "omit", mode: "cors",
         headers: { "Content-Type": "application/json" },
-      }).catch(() => {});
+      }).then((r) => { if (again && r.status == 409) setTimeout(() => send(route, body), 1500); })
+        .catch(() => {});
     } catch (e) {
       try { navigator.sendBeacon(url, new Blob([data], { type: "text/plain" })); } catch (e2) {}
     }
@@ -109,7 +112,7 @@
       send("/api/identify", {
         publicKey: key, visitorId: vid, [who.includes("@") ? "email" : "userId"]: who,
         properties: object(properties),
-      });
+      }, 1);
     },
     track(name, properties) {
       if (typeof name == "string" && name.trim()) hit("event", name.trim(), object(properties));

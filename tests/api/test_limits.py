@@ -292,21 +292,14 @@ def test_cors_headers_on_the_browser_endpoints_only_for_their_requests(
     assert "access-control-allow-origin" not in backend.headers
 
 
-# 5xx found by the fuzzing (tests/api/test_fuzz.py) in files owned elsewhere. Each test
-# states the right answer and is expected to fail until the fix lands: then it passes,
-# strict xfail turns that into a failure, and the marker (and the matching line of
-# test_fuzz.known_issue) can go.
-def known_500(reason: str, *, condition: bool = True) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(condition, reason=reason, strict=True)
+# 500s the fuzzing (tests/api/test_fuzz.py) found, fixed: each stays as a regression test.
 
 
-@known_500("api/payments.py list_payments: an empty limit falls through to `assert limit`")
 def test_an_empty_limit_is_400(http: httpx.Client, site: Website, secret: str) -> None:
     response = http.get(f"/api/payments?website_id={site.id}&limit=", headers=bearer(secret))
     assert response.status_code in (200, 400)
 
 
-@known_500("api/payments.py _decode_cursor: a cursor whose id is not a string (AttributeError)")
 def test_a_cursor_with_a_bad_id_is_400(http: httpx.Client, site: Website, secret: str) -> None:
     cursor = base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", 5]').decode().rstrip("=")
     response = http.get(
@@ -317,7 +310,6 @@ def test_a_cursor_with_a_bad_id_is_400(http: httpx.Client, site: Website, secret
     assert response.status_code == 400
 
 
-@known_500("api/payments.py _parse_datetime: a year-1/9999 time overflows when made UTC")
 def test_since_out_of_range_is_400(http: httpx.Client, site: Website, secret: str) -> None:
     since = "9999-12-31T23:59:59-05:00"
     response = http.get(
@@ -326,7 +318,6 @@ def test_since_out_of_range_is_400(http: httpx.Client, site: Website, secret: st
     assert response.status_code == 400
 
 
-@known_500("api/reports.py revenue: `to` of 9999-12-31 or in year 1 overflows a date")
 @pytest.mark.parametrize("to", ["9999-12-31", "0001-01-02"])
 def test_report_dates_out_of_range_are_400(
     http: httpx.Client, build: Builders, site: Website, to: str
@@ -338,9 +329,6 @@ def test_report_dates_out_of_range_are_400(
     assert response.status_code == 400
 
 
-@known_500(
-    "api/reports.py revenue: a NUL in source/campaign reaches PostgreSQL", condition=POSTGRES
-)
 @pytest.mark.parametrize("name", ["source", "campaign"])
 def test_report_filters_with_nul_are_4xx(
     http: httpx.Client, build: Builders, site: Website, name: str
@@ -354,7 +342,6 @@ def test_report_filters_with_nul_are_4xx(
     assert response.status_code < 500
 
 
-@known_500("api/admin.py ReplayRequest: naive or year-9999 since/until reach the query")
 @pytest.mark.parametrize(
     "bounds",
     [{"since": "2026-01-01T00:00:00"}, {"until": "9999-12-31T23:59:59-05:00"}],
@@ -371,6 +358,5 @@ def test_replay_bounds_are_read_as_utc_or_refused(
     assert response.status_code in (200, 400)
 
 
-@known_500("api/app.py routes: GET /api/payments/manual reaches /api/payments/{payment_id}")
 def test_get_on_the_payment_intake_is_405(http: httpx.Client, secret: str) -> None:
     assert http.get("/api/payments/manual", headers=bearer(secret)).status_code == 405
