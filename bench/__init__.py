@@ -1,0 +1,1 @@
+"""The benchmark: load generators, the baseline app and the report (`bench/run`)."""
