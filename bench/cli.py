@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lag-duration", type=float, default=20)
     parser.add_argument(
         "--lag-fractions",
-        default="0.5,0.25",
+        default="0.5,0.25,0.1",
         help="steady loads for the lag, as fractions of the measured intake (the first is judged)",
     )
     parser.add_argument("--lag-workers", type=int, default=2, help="worker processes (lag)")
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.json or output.with_suffix(".json")).write_text(
         json.dumps(results, indent=1, default=str)
     )
-    output.write_text(report.render(results))
+    previous = output.read_text() if output.exists() else None
+    output.write_text(report.render(results, previous))
     print(f"wrote {output}; lost (2xx not stored): {results['lost_total']}", flush=True)
     return 1 if failed or results["lost_total"] else 0
