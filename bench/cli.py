@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             attribution.drain_and_lag(bench)
         failed = False
     finally:
+        # A second SIGTERM (bench/run's EXIT trap sends one) must not cut the cleanup short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         bench.close()
         if not args.keep_db:
             bench.target.drop()

@@ -15,6 +15,7 @@ P99_MS = 50.0
 LAG_P99_S = 2.0
 API_MB = 250.0
 WORKER_MB = 300.0
+REPORT_P95_MS = 500.0
 
 
 def median(values: list[float]) -> float:
