@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,7 +28,7 @@ from api.state import AppState, app_state
 from attribution.identity import email_hash, user_id_hash
 from db.base import utcnow
 from db.repositories import attribution, payments, tracking
-from db.session import unit_of_work
+from db.session import in_transaction
 
 
 def unknown_visitor() -> ApiError:
@@ -108,7 +109,9 @@ def record_link(
     refused (409) and nothing is stored.
     """
     now = utcnow()
-    with unit_of_work(state.sessions) as session:
+
+    # Retried as a deadlock victim: it marks payments the intake may be locking too.
+    def write(session: Session) -> list[uuid.UUID]:
         if known_visitor_only:
             visitor = (link.website_id, link.visitor_id)
             if visitor not in attribution.known_visitors(session, [visitor]):
@@ -131,4 +134,6 @@ def record_link(
             else []
         )
         payments.mark_for_reattribution(session, weaker, now=now)
-    return weaker
+        return weaker
+
+    return in_transaction(state.sessions, write)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _config(engine: Engine) -> Config:
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option(
@@ -23,14 +23,14 @@ def _config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    config = _config(engine)
+    config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    config = _config(engine)
+    config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
@@ -42,19 +42,13 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
-    script = ScriptDirectory.from_config(_config_without_engine())
+    script = ScriptDirectory.from_config(_config())
     return script.get_current_head()
-
-
-def _config_without_engine() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
 
 
 def revision(engine: Engine, message: str) -> None:
     """Autogenerate a migration from the models (for developers)."""
-    config = _config(engine)
+    config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.revision(config, message=message, autogenerate=True)
