@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from config import Settings, SettingsError, get_settings
 from db import migrate
 from db.models import ATTRIBUTION_MODELS, SCOPES, ApiKey
-from db.repositories import keys, websites
+from db.repositories import keys, visit_links, websites
 from db.repositories.payments import REPLAY_STATUSES
+from db.repositories.visit_links import LinkTotals
 from db.session import make_engine, make_session_factory, unit_of_work
 from workers.app import create_celery
 from workers.enqueue import Publisher
@@ -110,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", action="store_true", help="count, change nothing")
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(handler=cmd_replay)
+
+    visits = commands.add_parser("sessions", help="visit sessions").add_subparsers(title="sessions")
+    link = visits.add_parser(
+        "link",
+        help="link every waiting session now (the beat does it every few seconds; run"
+        " this after an upgrade or when the beat was off)",
+    )
+    link.add_argument("--json", action="store_true")
+    link.set_defaults(handler=cmd_sessions_link)
 
     dev = commands.add_parser("dev", help="run the embedded stack: API, worker and beat")
     dev.add_argument("--host", default="127.0.0.1")
@@ -315,6 +325,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 " sent by the pending sweeper"
             )
     _print(data, args.json, text)
+    return 0
+
+
+def cmd_sessions_link(args: argparse.Namespace) -> int:
+    show_progress = sys.stderr.isatty() and not args.json
+
+    def progress(totals: LinkTotals) -> None:
+        if show_progress:
+            print(f"\r  {totals.linked} session(s) linked…", end="", file=sys.stderr, flush=True)
+
+    with _database() as sessions:
+        with unit_of_work(sessions) as session:
+            waiting = visit_links.waiting_sessions(session)
+        totals = visit_links.link_waiting(sessions, wait=True, progress=progress)
+    if show_progress:
+        print(file=sys.stderr)
+    text = f"{totals.linked} of {waiting} waiting session(s) linked"
+    if totals.corrected:
+        text += f"; {totals.corrected} linked session(s) corrected"
+    _print({"waiting": waiting, **asdict(totals)}, args.json, text)
     return 0
 
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from api.auth import authenticate
 from api.state import AppState, app_state
-from db.repositories import payments
+from db.repositories import payments, visit_links
 from db.session import unit_of_work
 
 REGISTRY = CollectorRegistry()
@@ -49,6 +49,11 @@ OLDEST = Gauge(
 RECENT = Gauge(
     "metrivo_payments_attributed_recent",
     "Payments attributed in the last five minutes (tasks processed).",
+    registry=REGISTRY,
+)
+UNLINKED = Gauge(
+    "metrivo_sessions_unlinked",
+    "Sessions waiting for the linker (reports count them the slow way).",
     registry=REGISTRY,
 )
 LAG = Gauge(
@@ -99,10 +104,12 @@ def _refresh(state: AppState) -> None:
     with unit_of_work(state.sessions) as session:
         backlog: dict[str, Any] = payments.backlog(session)
         recent = payments.recent_lags(session, seconds=300)
+        unlinked = visit_links.waiting_sessions(session)
     PENDING.set(backlog["pending"])
     FAILED.set(backlog["failed"])
     OLDEST.set(backlog["oldest_pending_seconds"] or 0)
     RECENT.set(len(recent))
+    UNLINKED.set(unlinked)
     ordered = sorted(recent)
     for q in (0.5, 0.95, 0.99):
         LAG.labels(str(q)).set(

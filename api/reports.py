@@ -132,11 +132,8 @@ async def _report(state: AppState, query: ReportQuery) -> tuple[list[Group], Gro
             run(reports.payment_amounts), run(reports.paying_visitors)
         )
         return reports.combine(amounts, payers, None, None)
-    amounts, payers, visitors, all_visitors = await asyncio.gather(
-        run(reports.payment_amounts),
-        run(reports.paying_visitors),
-        run(reports.visitors_by_key),
-        run(reports.total_visitors),
+    amounts, payers, (visitors, all_visitors) = await asyncio.gather(
+        run(reports.payment_amounts), run(reports.paying_visitors), run(reports.visitors)
     )
     return reports.combine(amounts, payers, visitors, all_visitors)
 

@@ -77,15 +77,36 @@ def seed(url: str, website_id: str, payments: int, sessions: int) -> float:
     sql(
         url,
         f"""
-        INSERT INTO sessions (website_id, id, visitor_id, started_at, last_seen_at, pageviews,
-            events, landing_url, landing_path, source, medium, campaign, channel)
-        SELECT :w, md5('s' || i)::uuid, md5('v' || (i % {visitors}))::uuid,
-            now() - (random() * interval '365 days'), now(), 1 + (i % 5), 0,
-            'https://shop.example.com/p/' || (i % 40), '/p/' || (i % 40),
-            ({sources})[1 + i % {len(SOURCES)}], 'organic', 'c' || (i % 25), 'Organic Search'
+        CREATE UNLOGGED TABLE bench_seed_sessions AS
+        SELECT CAST(:w AS uuid) AS website_id, md5('s' || i)::uuid AS id,
+            md5('v' || (i % {visitors}))::uuid AS visitor_id,
+            now() - (random() * interval '365 days') AS started_at, 1 + (i % 5) AS pageviews,
+            '/p/' || (i % 40) AS landing_path, ({sources})[1 + i % {len(SOURCES)}] AS source,
+            'organic' AS medium, 'c' || (i % 25) AS campaign, 'Organic Search' AS channel
         FROM generate_series(1, {sessions}) AS i""",
         w=website_id,
     )
+    # Linked as the linker (db/repositories/visit_links.py) links them; `linker_agrees`
+    # checks a sample against the linker itself.
+    previous = ", ".join(
+        f"lag(started_at) OVER (PARTITION BY visitor_id{', ' + f if f else ''} "
+        "ORDER BY started_at, id)"
+        for f in ("", "source", "medium", "campaign", "channel", "landing_path")
+    )
+    sql(
+        url,
+        f"""
+        INSERT INTO sessions (website_id, id, visitor_id, started_at, last_seen_at, pageviews,
+            events, landing_url, landing_path, source, medium, campaign, channel, linked,
+            previous_started_at, previous_source_started_at, previous_medium_started_at,
+            previous_campaign_started_at, previous_channel_started_at,
+            previous_landing_started_at)
+        SELECT website_id, id, visitor_id, started_at, now(), pageviews, 0,
+            'https://shop.example.com' || landing_path, landing_path, source, medium, campaign,
+            channel, true, {previous}
+        FROM bench_seed_sessions""",
+    )
+    sql(url, "DROP TABLE bench_seed_sessions")
     sql(
         url,
         f"""
@@ -107,6 +128,55 @@ def seed(url: str, website_id: str, payments: int, sessions: int) -> float:
     )
     sql(url, "VACUUM ANALYZE")
     return time.perf_counter() - started
+
+
+PREVIOUS_COLUMNS = (
+    "previous_started_at, previous_source_started_at, previous_medium_started_at, "
+    "previous_campaign_started_at, previous_channel_started_at, previous_landing_started_at"
+)
+
+
+def linker_agrees(url: str, env: dict[str, str], sample: int) -> str:
+    """Unlink a sample of the seeded sessions, let the linker link them again, and compare."""
+    sql(url, "DROP TABLE IF EXISTS bench_link_sample")
+    sql(
+        url,
+        f"""
+        CREATE UNLOGGED TABLE bench_link_sample AS
+        SELECT website_id, id, {PREVIOUS_COLUMNS} FROM sessions TABLESAMPLE SYSTEM (1)
+        LIMIT {sample}""",
+    )
+    sql(
+        url,
+        """
+        UPDATE sessions s SET linked = false, previous_started_at = NULL,
+            previous_source_started_at = NULL, previous_medium_started_at = NULL,
+            previous_campaign_started_at = NULL, previous_channel_started_at = NULL,
+            previous_landing_started_at = NULL
+        FROM bench_link_sample b WHERE s.website_id = b.website_id AND s.id = b.id""",
+    )
+    started = time.perf_counter()
+    run = metrivo(env, "sessions", "link")
+    seconds = time.perf_counter() - started
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        differ = connection.execute(
+            text(
+                f"""
+                SELECT count(*) FROM bench_link_sample b JOIN sessions s USING (website_id, id)
+                WHERE NOT s.linked OR ({PREVIOUS_COLUMNS.replace("previous", "s.previous")})
+                    IS DISTINCT FROM ({PREVIOUS_COLUMNS.replace("previous", "b.previous")})"""
+            )
+        ).scalar_one()
+    engine.dispose()
+    sql(url, "DROP TABLE bench_link_sample")
+    if differ or run["corrected"]:
+        raise SystemExit(f"the seed's links differ from the linker's: {differ}, {run}")
+    return (
+        f"linker check: {run['linked']} seeded sessions unlinked and linked again by"
+        f" `metrivo sessions link` in {seconds:.1f} s (process start included); 0 differ"
+        " from the seed"
+    )
 
 
 def main() -> int:
@@ -142,6 +212,7 @@ def main() -> int:
             f"seeded {args.payments} payments, {args.sessions} sessions in {seconds:.0f} s",
             file=sys.stderr,
         )
+        print(linker_agrees(url, env, sample=5000), file=sys.stderr)
     key = metrivo(env, "key", "create", "--website", str(site["id"]), "--scope", "reports:read")
 
     api = subprocess.Popen(

@@ -15,6 +15,9 @@ ATTRIBUTION_QUEUE = "attribution"
 MAINTENANCE_QUEUE = "maintenance"
 ATTRIBUTE_TASK = "metrivo.attribute_payments"
 SWEEP_PENDING_TASK = "metrivo.sweep_pending"
+LINK_SESSIONS_TASK = "metrivo.link_sessions"
+# New sessions wait at most about this long to be linked (reports count them either way).
+LINK_INTERVAL_SECONDS = 5.0
 
 # A message not acknowledged within this time is redelivered by Redis; tasks
 # must finish (or be retried with a shorter countdown) well within it.
@@ -67,6 +70,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             ATTRIBUTE_TASK: {"queue": ATTRIBUTION_QUEUE},
             SWEEP_PENDING_TASK: {"queue": MAINTENANCE_QUEUE},
+            LINK_SESSIONS_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         "task_time_limit": 300,
         "task_soft_time_limit": 240,
@@ -77,6 +81,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.sweep_interval_seconds,
                 # A sweep that could not run in time is replaced by the next one.
                 "options": {"expires": settings.sweep_interval_seconds},
+            },
+            "link-sessions": {
+                "task": LINK_SESSIONS_TASK,
+                "schedule": LINK_INTERVAL_SECONDS,
+                "options": {"expires": LINK_INTERVAL_SECONDS},
             },
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),

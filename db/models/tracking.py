@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, JSONDocument, UTCDateTime, utcnow
@@ -23,6 +23,17 @@ class Visitor(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Which "previous session" column serves each acquisition field (None: any session).
+PREVIOUS_COLUMNS: dict[str | None, str] = {
+    None: "previous_started_at",
+    "source": "previous_source_started_at",
+    "medium": "previous_medium_started_at",
+    "campaign": "previous_campaign_started_at",
+    "channel": "previous_channel_started_at",
+    "landing_path": "previous_landing_started_at",
+}
 
 
 class VisitSession(Base):
@@ -44,7 +55,17 @@ class VisitSession(Base):
                 "campaign",
                 "channel",
                 "landing_path",
+                "linked",
+                *PREVIOUS_COLUMNS.values(),
             ],
+        ),
+        # The sessions the linker has not reached yet.
+        Index(
+            "ix_sessions_unlinked",
+            "website_id",
+            "started_at",
+            postgresql_where=text("NOT linked"),
+            sqlite_where=text("NOT linked"),
         ),
     )
 
@@ -67,6 +88,18 @@ class VisitSession(Base):
     content: Mapped[str | None] = mapped_column(String(255))
     click_id: Mapped[str | None] = mapped_column(String(255))
     channel: Mapped[str | None] = mapped_column(String(64))
+    # When the same visitor's previous session started: any session, and one with the same
+    # source (medium, ...). A visitor is counted once in a date range through the session
+    # whose previous one lies outside the range, so reports count visitors without a
+    # DISTINCT over every session. Set by the linker (db/repositories/visit_links.py)
+    # shortly after the session is created; `linked` says they are set.
+    linked: Mapped[bool] = mapped_column(default=False, server_default=false())
+    previous_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_source_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_medium_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_campaign_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_channel_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_landing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Identity(Base):

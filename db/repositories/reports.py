@@ -5,14 +5,25 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, distinct, func, literal, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    distinct,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session, aliased
 
 from db.models import Payment, VisitSession
+from db.models.tracking import PREVIOUS_COLUMNS
 
 GROUPS = ("source", "medium", "campaign", "channel", "landing_page", "confidence", "day")
 # Statuses that mean money was received; a refund is received money given back.
@@ -66,9 +77,15 @@ def _is_postgres(session: Session) -> bool:
 
 
 def _day(session: Session, column: Any, query: ReportQuery) -> ColumnElement[Any]:
+    """The local date (a `date` on PostgreSQL, 'YYYY-MM-DD' text on SQLite: see `_key`)."""
     if _is_postgres(session):
-        return cast(func.date(func.timezone(query.timezone, column)), String)
+        return func.date(func.timezone(query.timezone, column))
     return func.date(column, f"{query.utc_offset_minutes:+d} minutes")
+
+
+def _key(value: Any) -> str | None:
+    """Group keys as the API shows them: days as ISO dates."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _payment_key(session: Session, query: ReportQuery) -> ColumnElement[Any]:
@@ -123,7 +140,7 @@ def payment_amounts(session: Session, query: ReportQuery) -> list[AmountRow]:
         .where(*_payment_filters(query), Payment.status.in_(RECEIVED))
         .group_by(key, split, Payment.currency, Payment.status, Payment.amount)
     )
-    return [(k, bool(u), c, st, Decimal(a), n) for k, u, c, st, a, n in rows]
+    return [(_key(k), bool(u), c, st, Decimal(a), n) for k, u, c, st, a, n in rows]
 
 
 def paying_visitors(
@@ -142,18 +159,140 @@ def paying_visitors(
         .where(*kept)
         .group_by(key, split)
     )
-    found = {(k, bool(u)): n for k, u, n in per_group}
+    found = {(_key(k), bool(u)): n for k, u, n in per_group}
     total = session.scalar(select(func.count(distinct(Payment.matched_visitor_id))).where(*kept))
     return found, total or 0
 
 
-def visitors_by_key(session: Session, query: ReportQuery) -> dict[str | None, int]:
-    """Distinct visitors whose sessions started in the range, per group key."""
-    _tune(session)
+# Above this many sessions not yet linked in a range, a report counts the slow way.
+MAX_UNLINKED = 20_000
+
+
+def visitors(session: Session, query: ReportQuery) -> tuple[dict[str | None, int], int]:
+    """Distinct visitors whose sessions started in the range: per group key, and in all.
+
+    Linked sessions (db/repositories/visit_links.py) are counted where they are their
+    visitor's first of the range (or of the day) in the group, and, for the total, where
+    they are the first of the range at all: one pass over the range's sessions. The few
+    sessions the linker has not reached yet are added when their visitor has no linked
+    session there. The exact DISTINCT count over every session stands in when no single
+    "previous session" time fits the query (a grouping and a filter on different fields)
+    or when the linker is far behind.
+    """
+    in_group = _previous_column(query, grouped=True)
+    overall = _previous_column(query, grouped=False)
+    if in_group is None or overall is None or _unlinked_in_range(session, query) > MAX_UNLINKED:
+        return (
+            _distinct_visitors(session, query, grouped=True),
+            _distinct_visitors(session, query, grouped=False).get(None, 0),
+        )
+    key = _session_key(session, query, VisitSession).label("key")
     if query.group_by == "day":
-        key = _day(session, VisitSession.started_at, query).label("key")
+        # Counted on the day of their first session that day. Sessions more than a day
+        # apart (the common case) skip the time zone arithmetic: no day has 26 hours.
+        apart = VisitSession.started_at - in_group > timedelta(hours=26)
+        first_in_group = or_(
+            in_group.is_(None),
+            *([apart] if _is_postgres(session) else []),
+            _day(session, in_group, query) != key,
+        )
     else:
-        key = _SESSION_KEYS[query.group_by].label("key")
+        first_in_group = or_(in_group.is_(None), in_group < query.start)
+    # Each visitor's first session of the range is in exactly one group: their sum is
+    # the range's visitors.
+    first_overall = or_(overall.is_(None), overall < query.start)
+    rows = session.execute(
+        select(key, func.count().filter(first_in_group), func.count().filter(first_overall))
+        .where(*_session_filters(query), VisitSession.linked.is_(True))
+        .group_by(key)
+    )
+    per_key: dict[str | None, int] = {}
+    total = 0
+    for k, in_range, first in rows:
+        if in_range:
+            per_key[_key(k)] = in_range
+        total += first
+    for k, n in _unlinked_visitors(session, query, grouped=True).items():
+        per_key[k] = per_key.get(k, 0) + n
+    total += _unlinked_visitors(session, query, grouped=False).get(None, 0)
+    return per_key, total
+
+
+def _fields(query: ReportQuery, *, grouped: bool) -> set[str]:
+    """The session fields a visitor's sessions must share to count once."""
+    fields = set()
+    if grouped and query.group_by in _SESSION_KEYS:
+        fields.add(_SESSION_KEYS[query.group_by].key)
+    if query.source is not None:
+        fields.add("source")
+    if query.campaign is not None:
+        fields.add("campaign")
+    return fields
+
+
+def _previous_column(query: ReportQuery, *, grouped: bool) -> Any:
+    fields = _fields(query, grouped=grouped)
+    if len(fields) > 1:
+        return None
+    return getattr(VisitSession, PREVIOUS_COLUMNS[next(iter(fields), None)])
+
+
+def _session_key(session: Session, query: ReportQuery, entity: Any) -> ColumnElement[Any]:
+    if query.group_by == "day":
+        return _day(session, entity.started_at, query)
+    key: ColumnElement[Any] = getattr(entity, _SESSION_KEYS[query.group_by].key)
+    return key
+
+
+def _unlinked_in_range(session: Session, query: ReportQuery) -> int:
+    return (
+        session.scalar(
+            select(func.count()).where(*_session_filters(query, VisitSession), ~VisitSession.linked)
+        )
+        or 0
+    )
+
+
+def _unlinked_visitors(
+    session: Session, query: ReportQuery, *, grouped: bool
+) -> dict[str | None, int]:
+    """Visitors of not-yet-linked sessions with no linked session in the same group."""
+    waiting = aliased(VisitSession)
+    linked = aliased(VisitSession)
+    same = [linked.website_id == waiting.website_id, linked.visitor_id == waiting.visitor_id]
+    if grouped:
+        same.append(
+            _session_key(session, query, linked).is_not_distinct_from(
+                _session_key(session, query, waiting)
+            )
+        )
+    key = _session_key(session, query, waiting) if grouped else None
+    return _count_by(
+        session,
+        key,
+        func.count(distinct(waiting.visitor_id)),
+        [
+            *_session_filters(query, waiting),
+            ~waiting.linked,
+            ~exists().where(and_(*same, *_session_filters(query, linked), linked.linked)),
+        ],
+    )
+
+
+def _distinct_visitors(
+    session: Session, query: ReportQuery, *, grouped: bool
+) -> dict[str | None, int]:
+    """The exact count over every session of the range: hashes each (key, visitor)."""
+    _tune(session)
+    if not grouped:
+        unique = (
+            select(VisitSession.visitor_id)
+            .where(*_session_filters(query))
+            .group_by(VisitSession.visitor_id)
+            .subquery()
+        )
+        return {None: session.scalar(select(func.count()).select_from(unique)) or 0}
+    key = _session_key(session, query, VisitSession).label("key")
     pairs = (
         select(key, VisitSession.visitor_id)
         .where(*_session_filters(query))
@@ -161,19 +300,21 @@ def visitors_by_key(session: Session, query: ReportQuery) -> dict[str | None, in
         .subquery()
     )
     rows = session.execute(select(pairs.c.key, func.count()).group_by(pairs.c.key))
-    return {k: n for k, n in rows}
+    return {_key(k): n for k, n in rows}
 
 
-def total_visitors(session: Session, query: ReportQuery) -> int:
-    """Distinct visitors whose sessions started in the range."""
-    _tune(session)
-    unique = (
-        select(VisitSession.visitor_id)
-        .where(*_session_filters(query))
-        .group_by(VisitSession.visitor_id)
-        .subquery()
-    )
-    return session.scalar(select(func.count()).select_from(unique)) or 0
+def _count_by(
+    session: Session,
+    key: ColumnElement[Any] | None,
+    count: ColumnElement[int],
+    where: list[ColumnElement[bool]],
+) -> dict[str | None, int]:
+    """{key: count} of the rows `where` selects; {None: count} without a key."""
+    if key is None:
+        return {None: session.scalar(select(count).where(*where)) or 0}
+    labelled = key.label("key")
+    rows = session.execute(select(labelled, count).where(*where).group_by(labelled))
+    return {_key(k): n for k, n in rows}
 
 
 def combine(
@@ -209,25 +350,20 @@ def combine(
 
 def revenue(session: Session, query: ReportQuery) -> tuple[list[Group], Group]:
     """The whole report in one session (the API runs the parts concurrently instead)."""
-    with_visitors = query.group_by != "confidence"
-    return combine(
-        payment_amounts(session, query),
-        paying_visitors(session, query),
-        visitors_by_key(session, query) if with_visitors else None,
-        total_visitors(session, query) if with_visitors else None,
-    )
+    per_key, total = visitors(session, query) if query.group_by != "confidence" else (None, None)
+    return combine(payment_amounts(session, query), paying_visitors(session, query), per_key, total)
 
 
-def _session_filters(query: ReportQuery) -> list[ColumnElement[bool]]:
+def _session_filters(query: ReportQuery, entity: Any = VisitSession) -> list[ColumnElement[bool]]:
     filters = [
-        VisitSession.website_id == query.website_id,
-        VisitSession.started_at >= query.start,
-        VisitSession.started_at < query.end,
+        entity.website_id == query.website_id,
+        entity.started_at >= query.start,
+        entity.started_at < query.end,
     ]
     if query.source is not None:
-        filters.append(VisitSession.source == query.source)
+        filters.append(entity.source == query.source)
     if query.campaign is not None:
-        filters.append(VisitSession.campaign == query.campaign)
+        filters.append(entity.campaign == query.campaign)
     return filters
 
 

@@ -99,6 +99,7 @@ def test_metrics_for_admins(
         "metrivo_attribution_oldest_pending_seconds",
         "metrivo_attribution_lag_seconds",
         "metrivo_payments_attributed_recent",
+        "metrivo_sessions_unlinked",
         "metrivo_http_requests_total",
     ):
         assert name in text

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from api.cli import main, normalize_domain
 from config import get_settings
+from db.models import Visitor, VisitSession
 from db.repositories import keys
 from db.session import make_engine, make_session_factory, unit_of_work
 
@@ -184,3 +187,32 @@ def test_production_without_a_secret_refuses_to_run(
 )
 def test_normalize_domain(given: str, expected: str) -> None:
     assert normalize_domain(given) == expected
+
+
+def test_sessions_link(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "db", "upgrade")
+    site = run_json(capsys, "website", "create", "--name", "Shop", "--domain", "shop.example.com")
+    assert isinstance(site, dict)
+    engine = make_engine(get_settings())
+    visitor, now = uuid.uuid4(), datetime.now(UTC)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            session.add(Visitor(website_id=uuid.UUID(site["id"]), id=visitor))
+            for hours in (3, 2, 1):
+                session.add(
+                    VisitSession(
+                        website_id=uuid.UUID(site["id"]),
+                        id=uuid.uuid4(),
+                        visitor_id=visitor,
+                        started_at=now - timedelta(hours=hours),
+                        source="google",
+                    )
+                )
+    finally:
+        engine.dispose()
+
+    linked = run_json(capsys, "sessions", "link")
+    assert linked == {"waiting": 3, "linked": 3, "corrected": 0, "done": True}
+    code, out, _ = run(capsys, "sessions", "link")
+    assert code == 0
+    assert out.strip() == "0 of 0 waiting session(s) linked"

@@ -1,5 +1,5 @@
 """Celery tasks. Importing this package registers them (as shared tasks)."""
 
-from workers.tasks import attribute, sweep
+from workers.tasks import attribute, links, sweep
 
-__all__ = ["attribute", "sweep"]
+__all__ = ["attribute", "links", "sweep"]
