@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, tuple_, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import VisitSession
@@ -64,12 +64,19 @@ def link_sessions(session: Session, *, limit: int = 5000, wait: bool = False) ->
         .order_by(VisitSession.website_id, VisitSession.started_at)
         .limit(limit)
     ).all()
-    visitors = sorted({(w, v) for w, v in waiting}, key=lambda k: (str(k[0]), str(k[1])))
+    by_website: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for website_id, visitor_id in waiting:
+        by_website.setdefault(website_id, set()).add(visitor_id)
+    chunks = [
+        (website_id, visitors[start : start + VISITORS_PER_QUERY])
+        for website_id, unsorted in by_website.items()
+        for visitors in [sorted(unsorted)]
+        for start in range(0, len(visitors), VISITORS_PER_QUERY)
+    ]
     updates: list[dict[str, Any]] = []
     linked = corrected = 0
-    for start in range(0, len(visitors), VISITORS_PER_QUERY):
-        chunk = visitors[start : start + VISITORS_PER_QUERY]
-        for row, times in _relinked(_sessions_of(session, chunk)):
+    for website_id, chunk in chunks:
+        for row, times in _relinked(_sessions_of(session, website_id, chunk)):
             if not row.linked:
                 linked += 1
             elif times != tuple(getattr(row, PREVIOUS_COLUMNS[f]) for f in FIELDS):
@@ -121,7 +128,7 @@ def link_waiting(
             return totals  # another linker holds the lock, or out of time
 
 
-def _sessions_of(session: Session, visitors: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> Any:
+def _sessions_of(session: Session, website_id: uuid.UUID, visitors: Sequence[uuid.UUID]) -> Any:
     columns = [getattr(VisitSession, PREVIOUS_COLUMNS[f]) for f in FIELDS]
     fields = [getattr(VisitSession, f) for f in FIELDS if f is not None]
     return session.execute(
@@ -134,9 +141,8 @@ def _sessions_of(session: Session, visitors: Sequence[tuple[uuid.UUID, uuid.UUID
             *fields,
             *columns,
         )
-        .where(tuple_(VisitSession.website_id, VisitSession.visitor_id).in_(visitors))
+        .where(VisitSession.website_id == website_id, VisitSession.visitor_id.in_(visitors))
         .order_by(
-            VisitSession.website_id,
             VisitSession.visitor_id,
             VisitSession.started_at,
             VisitSession.id,
