@@ -16,6 +16,22 @@ logger = logging.getLogger(__name__)
 BUDGET_SECONDS = 20.0
 
 
+class _QuietRoutineRuns(logging.Filter):
+    """Drops Celery's INFO lines about this task (sent, received, succeeded every 5 s);
+    its own lines, warnings and errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        args = record.args
+        names = args.values() if isinstance(args, dict) else args or ()
+        return LINK_SESSIONS_TASK not in names
+
+
+for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(_QuietRoutineRuns())
+
+
 @shared_task(name=LINK_SESSIONS_TASK, bind=True, ignore_result=True)
 def link_sessions(self: Task) -> int:  # type: ignore[type-arg]
     totals = link_waiting(runtime_for(self.app).sessions, budget_seconds=BUDGET_SECONDS)
