@@ -243,6 +243,7 @@ def main() -> int:
             "to": today.isoformat(),
         }
         headers = {"Authorization": f"Bearer {key['key']}"}
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print("| report (30 days) | p50 ms | p95 ms | max ms |\n| --- | --- | --- | --- |")
         for group_by in ("source", "campaign", "landing_page", "confidence", "day"):
             timings = []
@@ -261,6 +262,7 @@ def main() -> int:
                 f"| by {group_by} | {statistics.median(timings):.0f} | {p95:.0f} "
                 f"| {timings[-1]:.0f} |"
             )
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         api.terminate()
         api.wait(30)
