@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
 
 from attribution.channels import Acquisition, classify, is_ignored_referrer
@@ -23,7 +24,22 @@ def is_bot(user_agent: str | None) -> bool:
 
     A request without a User-Agent (a server-side call) is not a bot.
     """
-    return bool(user_agent) and _BOT.search(user_agent or "") is not None
+    if not user_agent:
+        return False
+    if len(user_agent) > _CACHED_AGENT_LENGTH:
+        return _BOT.search(user_agent) is not None
+    return _is_bot_agent(user_agent)
+
+
+# Page views come from few distinct User-Agents: the answer for each is kept (for those
+# of a usual length, so the cache stays small), as the case-insensitive search costs
+# more than the rest of the page view's validation.
+_CACHED_AGENT_LENGTH = 512
+
+
+@lru_cache(maxsize=4096)
+def _is_bot_agent(user_agent: str) -> bool:
+    return _BOT.search(user_agent) is not None
 
 
 def is_ignored_visit(url: str) -> bool:

@@ -6,7 +6,11 @@ their wall and CPU time per batch, and (in separate calls, with SQLAlchemy's
 statement log on) how many statements SQLAlchemy had to compile rather than take
 from its cache, and how long that took. Group commit is meant to share a batch's
 fixed costs; this shows whether the cost per row falls as batches grow.
-Run by `bench/run --profile`.
+Run by `bench/run --profile`; on its own, against a migrated database (it adds a
+website of its own):
+
+    DATABASE_URL=postgresql+psycopg://... REDIS_URL=... METRIVO_SECRET=... \
+        .venv/bin/python -m bench.batch_cost
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from typing import Any
 
 from api.payments import record_payments
 from api.track import Visit, record_visits
-from config import Settings
+from config import Settings, get_settings
 from db.base import utcnow
+from db.repositories import websites
 from db.repositories.payments import NewPayment
-from db.session import make_engine, make_session_factory
+from db.session import make_engine, make_session_factory, unit_of_work
 
 SIZES = (1, 4, 16, 64, 200)
 ROUNDS = 15
@@ -178,3 +183,18 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
             f"| {visit['compiled']:.1f} ({visit['compile_ms']:.2f}) |"
         )
     return lines
+
+
+def main() -> None:
+    settings = get_settings()
+    engine = make_engine(settings)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            site = websites.create(session, name="batch-cost", domains=["cost.example.com"])
+    finally:
+        engine.dispose()
+    print("\n".join(render(measure(settings, str(site.id)))))
+
+
+if __name__ == "__main__":
+    main()

@@ -89,10 +89,79 @@ def _session_upsert(dialect: str) -> Any:
     )
 
 
+# PostgreSQL: the same statements with a fixed text for any batch size (psycopg parses
+# each once and prepares it on each connection), the rows as one array per column in
+# binary (`%b`), taken in array order: the key order the callers sort them in.
+_VISITOR_UPSERT_POSTGRESQL = """
+INSERT INTO visitors (website_id, id, first_seen_at, last_seen_at)
+SELECT r.website_id, r.id, r.first_seen_at, r.last_seen_at
+FROM unnest(%b::uuid[], %b::uuid[], %b::timestamptz[], %b::timestamptz[])
+    WITH ORDINALITY AS r(website_id, id, first_seen_at, last_seen_at, n)
+ORDER BY r.n
+ON CONFLICT (website_id, id) DO UPDATE
+SET last_seen_at = greatest(visitors.last_seen_at, excluded.last_seen_at)
+"""
+
+_SESSION_UPSERT_POSTGRESQL = """
+INSERT INTO sessions (
+    website_id, id, visitor_id, started_at, last_seen_at, pageviews, events,
+    landing_url, landing_path, referrer, source, medium, campaign, term, content, click_id,
+    channel
+)
+SELECT
+    r.website_id, r.id, r.visitor_id, r.started_at, r.last_seen_at, r.pageviews, r.events,
+    r.landing_url, r.landing_path, r.referrer, r.source, r.medium, r.campaign, r.term,
+    r.content, r.click_id, r.channel
+FROM unnest(
+    %b::uuid[], %b::uuid[], %b::uuid[], %b::timestamptz[], %b::timestamptz[], %b::int[],
+    %b::int[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+    %b::text[], %b::text[], %b::text[], %b::text[]
+) WITH ORDINALITY AS r(
+    website_id, id, visitor_id, started_at, last_seen_at, pageviews, events,
+    landing_url, landing_path, referrer, source, medium, campaign, term, content, click_id,
+    channel, n
+)
+ORDER BY r.n
+ON CONFLICT (website_id, id) DO UPDATE
+SET last_seen_at = greatest(sessions.last_seen_at, excluded.last_seen_at),
+    pageviews = sessions.pageviews + excluded.pageviews,
+    events = sessions.events + excluded.events
+"""
+# The acquisition arrays follow the statement's column order.
+assert ACQUISITION_FIELDS == (
+    "landing_url",
+    "landing_path",
+    "referrer",
+    "source",
+    "medium",
+    "campaign",
+    "term",
+    "content",
+    "click_id",
+    "channel",
+)
+
+_EXISTING_SESSIONS_POSTGRESQL = """
+SELECT s.website_id, s.id
+FROM unnest(%b::uuid[], %b::uuid[]) AS k(website_id, id)
+JOIN sessions AS s ON s.website_id = k.website_id AND s.id = k.id
+"""
+
+
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def existing_sessions(session: Session, keys: Iterable[SessionKey]) -> set[SessionKey]:
     keys = list(keys)
     if not keys:
         return set()
+    if _is_postgresql(session):
+        result = session.connection().exec_driver_sql(
+            _EXISTING_SESSIONS_POSTGRESQL,
+            ([website_id for website_id, _ in keys], [session_id for _, session_id in keys]),
+        )
+        return {(website_id, session_id) for website_id, session_id in result}
     rows = session.execute(
         select(VisitSession.website_id, VisitSession.id).where(
             tuple_(VisitSession.website_id, VisitSession.id).in_(keys)
@@ -129,11 +198,21 @@ def upsert_visitors(
         latest[(website_id, visitor_id)] = (min(first, at), max(last, at))
     if not latest:
         return
+    ordered = sorted(latest.items(), key=lambda i: (str(i[0][0]), str(i[0][1])))
+    if _is_postgresql(session):
+        session.connection().exec_driver_sql(
+            _VISITOR_UPSERT_POSTGRESQL,
+            (
+                [w for (w, _), _ in ordered],
+                [v for (_, v), _ in ordered],
+                [first for _, (first, _) in ordered],
+                [last for _, (_, last) in ordered],
+            ),
+        )
+        return
     rows = [
         {"website_id": w, "id": v, "first_seen_at": first, "last_seen_at": last}
-        for (w, v), (first, last) in sorted(
-            latest.items(), key=lambda i: (str(i[0][0]), str(i[0][1]))
-        )
+        for (w, v), (first, last) in ordered
     ]
     session.execute(_visitor_upsert(session.get_bind().dialect.name), rows)
 
@@ -141,6 +220,20 @@ def upsert_visitors(
 def upsert_sessions(session: Session, activity: Sequence[SessionActivity]) -> None:
     """Create new sessions with their acquisition; extend existing ones (counts, last seen)."""
     if not activity:
+        return
+    ordered = sorted(activity, key=lambda a: (str(a.website_id), str(a.session_id)))
+    if _is_postgresql(session):
+        params: list[list[Any]] = [
+            [a.website_id for a in ordered],
+            [a.session_id for a in ordered],
+            [a.visitor_id for a in ordered],
+            [a.first_seen_at for a in ordered],
+            [a.last_seen_at for a in ordered],
+            [a.pageviews for a in ordered],
+            [a.events for a in ordered],
+        ]
+        params += [[a.acquisition.get(name) for a in ordered] for name in ACQUISITION_FIELDS]
+        session.connection().exec_driver_sql(_SESSION_UPSERT_POSTGRESQL, tuple(params))
         return
     rows = [
         {
@@ -153,7 +246,7 @@ def upsert_sessions(session: Session, activity: Sequence[SessionActivity]) -> No
             "events": a.events,
             **{name: a.acquisition.get(name) for name in ACQUISITION_FIELDS},
         }
-        for a in sorted(activity, key=lambda a: (str(a.website_id), str(a.session_id)))
+        for a in ordered
     ]
     session.execute(_session_upsert(session.get_bind().dialect.name), rows)
 

@@ -37,6 +37,12 @@ EARLIER = Acquisition(
 )
 def test_is_bot(agent: str | None, bot: bool) -> None:
     assert is_bot(agent) is bot
+    assert is_bot(agent) is bot  # the remembered answer is the same
+
+
+@pytest.mark.parametrize(("padding", "bot"), [("x" * 600, False), ("x" * 600 + " Googlebot", True)])
+def test_is_bot_reads_long_agents_too(padding: str, bot: bool) -> None:
+    assert is_bot(f"Mozilla/5.0 {padding}") is bot
 
 
 @pytest.mark.parametrize(
