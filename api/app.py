@@ -81,7 +81,9 @@ def create_app(
     celery = celery or create_celery(settings)
     sessions = make_session_factory(engine)
     publisher = Publisher(celery)
-    background_publisher = BackgroundPublisher(publisher)
+    background_publisher = BackgroundPublisher(
+        publisher, window_seconds=settings.publish_window_ms / 1000
+    )
     # SQLite has one writer; PostgreSQL overlaps a commit with the next batch.
     writers = 1 if engine.dialect.name == "sqlite" else 2
     state = AppState(

@@ -90,3 +90,14 @@ def test_url_helpers() -> None:
 def test_limits_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         Settings(data_dir=tmp_path, max_body_bytes=10)
+
+
+def test_publish_window_defaults_reads_the_environment_and_is_validated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Settings(data_dir=tmp_path).publish_window_ms == 50
+    monkeypatch.setenv("METRIVO_PUBLISH_WINDOW_MS", "0")
+    assert Settings(data_dir=tmp_path).publish_window_ms == 0
+    for bad in (-1, 1001):
+        with pytest.raises(ValidationError):
+            Settings(data_dir=tmp_path, publish_window_ms=bad)

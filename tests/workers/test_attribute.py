@@ -5,23 +5,28 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from celery import Celery
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.cli import main
+from api.track import Visit, record_visits
+from attribution.identity import email_hash, user_id_hash
 from config import Settings, get_settings
+from db.base import utcnow
 from db.models import Payment, Website
-from db.repositories import payments
+from db.repositories import payments, tracking
+from db.repositories.payments import NewPayment
 from db.session import unit_of_work
 from tests.api.test_track import CHROME
 from tests.conftest import TEST_SECRET, bearer, unique
 from tests.workers.conftest import WorkerProcess
-from workers.enqueue import Publisher
+from workers.enqueue import BackgroundPublisher, Publisher
 from workers.tasks.attribute import attribute_payments
 from workers.tasks.sweep import requeue_stale_pending
 
@@ -340,3 +345,98 @@ def test_a_worker_killed_mid_batch_loses_nothing(
         assert not pending, f"{len(pending)} payment(s) never attributed"
     finally:
         replacement.stop()
+
+
+def test_a_mixed_batch_finds_the_evidence_each_payment_finds_alone(
+    sessions: sessionmaker[Session], site: Website, celery_app: Celery
+) -> None:
+    """The batch's reads are folded (its payments come with the session, visitor and email
+    identities their columns name, in one query); ids carried in metadata and user ids are
+    looked up apart. Each payment must find the same evidence as when attributed alone."""
+    key = TEST_SECRET.encode()
+    now = utcnow()
+    visitor = {name: uuid.uuid4() for name in ("column", "meta", "known", "mail1", "mail2", "user")}
+    session = {name: uuid.uuid4() for name in visitor}
+    email, user = f"{uuid.uuid4().hex}@example.com", f"user-{uuid.uuid4().hex}"
+    visits = [
+        Visit(
+            website_id=site.id,
+            domains=("shop.example.com",),
+            visitor_id=visitor[name],
+            session_id=session[name],
+            is_pageview=True,
+            url=f"https://shop.example.com/?utm_source={name}&utm_medium=cpc",
+            referrer=None,
+            received_at=now - timedelta(minutes=10 - i),  # mail2 visited after mail1
+        )
+        for i, name in enumerate(visitor)
+    ]
+    background = BackgroundPublisher(Publisher(celery_app))
+    try:
+        record_visits(sessions, background, visits)
+    finally:
+        background.close()
+    with unit_of_work(sessions) as db:
+        for kind, value, name in (
+            ("email", email_hash(key, email), "mail1"),
+            ("email", email_hash(key, email), "mail2"),
+            ("user_id", user_id_hash(key, user), "user"),
+        ):
+            tracking.link_identity(
+                db,
+                website_id=site.id,
+                kind=kind,
+                value_hash=value,
+                visitor_id=visitor[name],
+                properties={},
+                now=now,
+            )
+
+    def new(**fields: Any) -> NewPayment:
+        return NewPayment(site.id, "manual", unique(), Decimal(49), "USD", "paid", now, **fields)
+
+    batch = [
+        new(visitor_id=visitor["column"], session_id=session["column"]),
+        new(metadata={"metrivo_session_id": str(session["meta"])}),
+        new(metadata={"metrivo_visitor_id": str(visitor["known"])}),
+        new(customer_email_hash=email_hash(key, email)),
+        new(metadata={"user_id": user}),
+        new(),
+    ]
+    with unit_of_work(sessions) as db:
+        ids = [uuid.UUID(str(r.payment["id"])) for r in payments.record_batch(db, batch)]
+
+    def outcomes() -> list[tuple[Any, ...]]:
+        with unit_of_work(sessions) as db:
+            rows = {
+                r.id: tuple(r)[1:]
+                for r in db.execute(
+                    select(
+                        Payment.id,
+                        Payment.attribution_status,
+                        Payment.attribution_confidence,
+                        Payment.attribution_method,
+                        Payment.attributed_source,
+                        Payment.matched_session_id,
+                    ).where(Payment.id.in_(ids))
+                )
+            }
+        return [rows[i] for i in ids]
+
+    assert attribute_payments(sessions, key, ids) == {"attributed": 6, "failed": 0, "skipped": 0}
+    together = outcomes()
+    assert [
+        (status, confidence, method, source) for status, confidence, method, source, _ in together
+    ] == [
+        ("attributed", "high", "session", "column"),
+        ("attributed", "high", "session", "meta"),
+        ("attributed", "high", "visitor", "known"),
+        ("attributed", "medium", "email", "mail2"),
+        ("attributed", "medium", "user_id", "user"),
+        ("attributed", "unknown", "none", None),
+    ]
+    with unit_of_work(sessions) as db:
+        payments.mark_for_reattribution(db, ids)
+    for payment_id in ids:
+        assert attribute_payments(sessions, key, [payment_id])["attributed"] == 1
+    assert outcomes() == together

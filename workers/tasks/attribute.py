@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from attribution.identity import user_id_hash
 from attribution.resolver import resolve
 from attribution.types import Attribution, Journey, Method, Model, PaymentFacts, Touch
-from db.models import VisitSession
 from db.repositories import attribution as repo
-from db.repositories.attribution import PendingPayment
+from db.repositories.attribution import PendingPayment, RecordedSession
 from db.session import unit_of_work
 from workers.app import ATTRIBUTE_TASK
 from workers.runtime import runtime_for
@@ -100,30 +99,50 @@ def facts(payment: PendingPayment) -> PaymentFacts:
 def load_journeys(
     session: Session, hmac_key: bytes, pending: Sequence[PendingPayment]
 ) -> dict[uuid.UUID, Journey]:
-    """Everything the batch's payments could match, in a handful of set-based queries."""
+    """Everything the batch's payments could match, in as few set-based queries as it takes.
+
+    `load_pending` brought the session, visitor and email identities the payments'
+    columns name; ids found only in their metadata, and user ids, are looked up here.
+    Then one query reads the sessions of every visitor any payment could be credited to.
+    """
     if not pending:
         return {}
     payment_facts = {p.id: facts(p) for p in pending}
-    named_sessions = repo.sessions_by_id(
+    named_sessions = {(p.website_id, p.session.id): p.session for p in pending if p.session}
+    named_sessions |= repo.sessions_by_id(
         session,
-        [(p.website_id, f.session_id) for p in pending if (f := payment_facts[p.id]).session_id],
+        [
+            (p.website_id, f.session_id)
+            for p in pending
+            if p.session_id is None and (f := payment_facts[p.id]).session_id
+        ],
     )
-    visitor_keys = {
-        (p.website_id, f.visitor_id) for p in pending if (f := payment_facts[p.id]).visitor_id
-    }
-    known = repo.known_visitors(session, visitor_keys)
+    known = {(p.website_id, p.visitor_id) for p in pending if p.visitor_known and p.visitor_id}
+    known |= repo.known_visitors(
+        session,
+        {
+            (p.website_id, f.visitor_id)
+            for p in pending
+            if p.visitor_id is None and (f := payment_facts[p.id]).visitor_id
+        },
+    )
     identity_keys: dict[uuid.UUID, list[tuple[uuid.UUID, str, str]]] = {}
+    identities: dict[tuple[uuid.UUID, str, str], set[uuid.UUID]] = {}
+    user_id_keys = []
     for p in pending:
         keys = []
         if p.customer_email_hash:
-            keys.append((p.website_id, "email", p.customer_email_hash))
+            key = (p.website_id, "email", p.customer_email_hash)
+            keys.append(key)
+            if p.email_visitors:
+                identities[key] = set(p.email_visitors)
         user_id = p.metadata.get("user_id")
         if isinstance(user_id, str | int) and str(user_id).strip():
-            keys.append((p.website_id, "user_id", user_id_hash(hmac_key, str(user_id))))
+            key = (p.website_id, "user_id", user_id_hash(hmac_key, str(user_id)))
+            keys.append(key)
+            user_id_keys.append(key)
         identity_keys[p.id] = keys
-    identities = repo.identity_visitors(
-        session, [k for keys in identity_keys.values() for k in keys]
-    )
+    identities |= repo.identity_visitors(session, user_id_keys)
 
     # One query for the sessions of every visitor any payment could be credited to.
     wanted: set[tuple[uuid.UUID, uuid.UUID]] = set(known)
@@ -169,7 +188,7 @@ def load_journeys(
     return journeys
 
 
-def touch(s: VisitSession) -> Touch:
+def touch(s: RecordedSession) -> Touch:
     return Touch(
         session_id=s.id,
         visitor_id=s.visitor_id,
