@@ -132,9 +132,17 @@ async def _report(state: AppState, query: ReportQuery) -> tuple[list[Group], Gro
             run(reports.payment_amounts), run(reports.paying_visitors)
         )
         return reports.combine(amounts, payers, None, None)
-    amounts, payers, (visitors, all_visitors) = await asyncio.gather(
-        run(reports.payment_amounts), run(reports.paying_visitors), run(reports.visitors)
-    )
+    if await run(reports.linked_counts_apply):
+        amounts, payers, (visitors, all_visitors) = await asyncio.gather(
+            run(reports.payment_amounts), run(reports.paying_visitors), run(reports.visitors)
+        )
+    else:  # the two DISTINCT counts are the slow part: each on its own connection
+        amounts, payers, visitors, all_visitors = await asyncio.gather(
+            run(reports.payment_amounts),
+            run(reports.paying_visitors),
+            run(reports.distinct_visitors_by_key),
+            run(reports.distinct_visitors),
+        )
     return reports.combine(amounts, payers, visitors, all_visitors)
 
 

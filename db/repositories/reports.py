@@ -179,13 +179,10 @@ def visitors(session: Session, query: ReportQuery) -> tuple[dict[str | None, int
     "previous session" time fits the query (a grouping and a filter on different fields)
     or when the linker is far behind.
     """
+    if not linked_counts_apply(session, query):
+        return distinct_visitors_by_key(session, query), distinct_visitors(session, query)
     in_group = _previous_column(query, grouped=True)
     overall = _previous_column(query, grouped=False)
-    if in_group is None or overall is None or _unlinked_in_range(session, query) > MAX_UNLINKED:
-        return (
-            _distinct_visitors(session, query, grouped=True),
-            _distinct_visitors(session, query, grouped=False).get(None, 0),
-        )
     key = _session_key(session, query, VisitSession).label("key")
     if query.group_by == "day":
         # Counted on the day of their first session that day. Sessions more than a day
@@ -216,6 +213,25 @@ def visitors(session: Session, query: ReportQuery) -> tuple[dict[str | None, int
         per_key[k] = per_key.get(k, 0) + n
     total += _unlinked_visitors(session, query, grouped=False).get(None, 0)
     return per_key, total
+
+
+def linked_counts_apply(session: Session, query: ReportQuery) -> bool:
+    """Whether `visitors` counts through linked sessions (else with a DISTINCT)."""
+    return (
+        _previous_column(query, grouped=True) is not None
+        and _previous_column(query, grouped=False) is not None
+        and _unlinked_in_range(session, query) <= MAX_UNLINKED
+    )
+
+
+def distinct_visitors_by_key(session: Session, query: ReportQuery) -> dict[str | None, int]:
+    """Distinct visitors per group key, counted with a DISTINCT over every session."""
+    return _distinct_visitors(session, query, grouped=True)
+
+
+def distinct_visitors(session: Session, query: ReportQuery) -> int:
+    """Distinct visitors of the range, counted with a DISTINCT over every session."""
+    return _distinct_visitors(session, query, grouped=False).get(None, 0)
 
 
 def _fields(query: ReportQuery, *, grouped: bool) -> set[str]:

@@ -17,6 +17,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Payment, Website
+from db.repositories import reports
+from db.repositories.visit_links import link_waiting
 from db.session import unit_of_work
 from tests.api.test_track import CHROME
 from tests.conftest import Builders, bearer, unique
@@ -249,6 +251,25 @@ def test_other_groupings(shop: Shop) -> None:
     filtered = shop.report(group_by="source", source="facebook")
     assert [r["key"] for r in filtered["rows"] if r["payments"]] == ["facebook"]
     assert filtered["totals"]["visitors"] == 1
+
+
+@pytest.mark.parametrize("linked", [False, True])
+def test_visitor_counts_are_the_same_however_they_are_counted(
+    shop: Shop, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, linked: bool
+) -> None:
+    """Linked sessions, waiting ones, or a DISTINCT over all (the linker far behind)."""
+    if linked:
+        link_waiting(sessions)
+    counted = {g: shop.report(group_by=g) for g in ("source", "campaign", "day")}
+    monkeypatch.setattr(reports, "MAX_UNLINKED", -1)
+    for group_by, body in counted.items():
+        distinct = shop.report(group_by=group_by)
+        assert [(r["key"], r["visitors"]) for r in body["rows"]] == [
+            (r["key"], r["visitors"]) for r in distinct["rows"]
+        ]
+        assert body["totals"]["visitors"] == distinct["totals"]["visitors"] == 4
+    google = next(r for r in counted["source"]["rows"] if r["key"] == "google")
+    assert google["visitors"] == 3
 
 
 def test_csv_has_the_same_numbers(shop: Shop) -> None:
