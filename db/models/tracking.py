@@ -59,11 +59,11 @@ class VisitSession(Base):
                 *PREVIOUS_COLUMNS.values(),
             ],
         ),
-        # The sessions the linker has not reached yet.
+        # The sessions the linker has not reached yet, newest first.
         Index(
             "ix_sessions_unlinked",
-            "website_id",
             "started_at",
+            "website_id",
             postgresql_where=text("NOT linked"),
             sqlite_where=text("NOT linked"),
         ),

@@ -47,8 +47,9 @@ class LinkRun:
 
 
 def link_sessions(session: Session, *, limit: int = 5000, wait: bool = False) -> LinkRun:
-    """Link up to `limit` waiting sessions, oldest first per website, in the caller's
-    transaction (every session of their visitors is looked at again).
+    """Link up to `limit` waiting sessions, newest first (after the upgrade that added
+    the linker, recent date ranges become fast first), in the caller's transaction
+    (every session of their visitors is looked at again).
 
     On PostgreSQL one linker runs at a time: with `wait`, this one waits for the other
     to commit; without, it does nothing (SQLite's writers take turns anyway).
@@ -61,7 +62,7 @@ def link_sessions(session: Session, *, limit: int = 5000, wait: bool = False) ->
     waiting = session.execute(
         select(VisitSession.website_id, VisitSession.visitor_id)
         .where(~VisitSession.linked)
-        .order_by(VisitSession.website_id, VisitSession.started_at)
+        .order_by(VisitSession.started_at.desc())
         .limit(limit)
     ).all()
     by_website: dict[uuid.UUID, set[uuid.UUID]] = {}

@@ -50,7 +50,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_sessions_unlinked",
         "sessions",
-        ["website_id", "started_at"],
+        ["started_at", "website_id"],
         postgresql_where=sa.text("NOT linked"),
         sqlite_where=sa.text("NOT linked"),
     )
