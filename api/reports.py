@@ -134,7 +134,9 @@ async def _report(state: AppState, query: ReportQuery) -> tuple[list[Group], Gro
         return reports.combine(amounts, payers, None, None)
     if await run(reports.linked_counts_apply):
         amounts, payers, (visitors, all_visitors) = await asyncio.gather(
-            run(reports.payment_amounts), run(reports.paying_visitors), run(reports.visitors)
+            run(reports.payment_amounts),
+            run(reports.paying_visitors),
+            run(reports.linked_visitors),
         )
     else:  # the two DISTINCT counts are the slow part: each on its own connection
         amounts, payers, visitors, all_visitors = await asyncio.gather(

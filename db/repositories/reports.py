@@ -181,8 +181,15 @@ def visitors(session: Session, query: ReportQuery) -> tuple[dict[str | None, int
     """
     if not linked_counts_apply(session, query):
         return distinct_visitors_by_key(session, query), distinct_visitors(session, query)
+    return linked_visitors(session, query)
+
+
+def linked_visitors(session: Session, query: ReportQuery) -> tuple[dict[str | None, int], int]:
+    """`visitors` through linked sessions, once `linked_counts_apply` said they fit."""
     in_group = _previous_column(query, grouped=True)
     overall = _previous_column(query, grouped=False)
+    if in_group is None or overall is None:
+        raise ValueError("no previous-session time fits this query: use distinct_visitors")
     key = _session_key(session, query, VisitSession).label("key")
     if query.group_by == "day":
         # Counted on the day of their first session that day. Sessions more than a day
