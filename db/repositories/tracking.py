@@ -102,44 +102,31 @@ ON CONFLICT (website_id, id) DO UPDATE
 SET last_seen_at = greatest(visitors.last_seen_at, excluded.last_seen_at)
 """
 
-_SESSION_UPSERT_POSTGRESQL = """
-INSERT INTO sessions (
-    website_id, id, visitor_id, started_at, last_seen_at, pageviews, events,
-    landing_url, landing_path, referrer, source, medium, campaign, term, content, click_id,
-    channel
+# Columns and array types of a new session, in the order `upsert_sessions` sends them;
+# the acquisition fields follow ACQUISITION_FIELDS, so a new one needs no second list.
+_SESSION_ARRAYS = (
+    ("website_id", "uuid"),
+    ("id", "uuid"),
+    ("visitor_id", "uuid"),
+    ("started_at", "timestamptz"),
+    ("last_seen_at", "timestamptz"),
+    ("pageviews", "int"),
+    ("events", "int"),
+    *((name, "text") for name in ACQUISITION_FIELDS),
 )
-SELECT
-    r.website_id, r.id, r.visitor_id, r.started_at, r.last_seen_at, r.pageviews, r.events,
-    r.landing_url, r.landing_path, r.referrer, r.source, r.medium, r.campaign, r.term,
-    r.content, r.click_id, r.channel
-FROM unnest(
-    %b::uuid[], %b::uuid[], %b::uuid[], %b::timestamptz[], %b::timestamptz[], %b::int[],
-    %b::int[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
-    %b::text[], %b::text[], %b::text[], %b::text[]
-) WITH ORDINALITY AS r(
-    website_id, id, visitor_id, started_at, last_seen_at, pageviews, events,
-    landing_url, landing_path, referrer, source, medium, campaign, term, content, click_id,
-    channel, n
-)
+_SESSION_COLUMNS = ", ".join(name for name, _ in _SESSION_ARRAYS)
+# Built once from the constants above (no input reaches the text).
+_SESSION_UPSERT_POSTGRESQL = f"""
+INSERT INTO sessions ({_SESSION_COLUMNS})
+SELECT {", ".join(f"r.{name}" for name, _ in _SESSION_ARRAYS)}
+FROM unnest({", ".join(f"%b::{kind}[]" for _, kind in _SESSION_ARRAYS)})
+    WITH ORDINALITY AS r({_SESSION_COLUMNS}, n)
 ORDER BY r.n
 ON CONFLICT (website_id, id) DO UPDATE
 SET last_seen_at = greatest(sessions.last_seen_at, excluded.last_seen_at),
     pageviews = sessions.pageviews + excluded.pageviews,
     events = sessions.events + excluded.events
-"""
-# The acquisition arrays follow the statement's column order.
-assert ACQUISITION_FIELDS == (
-    "landing_url",
-    "landing_path",
-    "referrer",
-    "source",
-    "medium",
-    "campaign",
-    "term",
-    "content",
-    "click_id",
-    "channel",
-)
+"""  # noqa: S608
 
 _EXISTING_SESSIONS_POSTGRESQL = """
 SELECT s.website_id, s.id
